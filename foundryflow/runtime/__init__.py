@@ -1,0 +1,30 @@
+"""The one place where steps run: identical on Airflow, Argo and the CLI.
+
+Engines only decide *when* a step runs; ``run_step`` decides *what* happens: it resolves
+templates, evaluates the condition, validates params, calls the action and records the
+outcome in PostgreSQL.
+"""
+
+from foundryflow.runtime.executions import (
+    ExecutionNotFoundError,
+    execution_id_for,
+    finish_execution,
+    start_execution,
+)
+from foundryflow.runtime.progress import ExecutionProgress, progress
+from foundryflow.runtime.rollback import RollbackOutcome, rollback
+from foundryflow.runtime.steps import StepOutcome, fanout, run_step
+
+__all__ = [
+    "ExecutionNotFoundError",
+    "ExecutionProgress",
+    "RollbackOutcome",
+    "StepOutcome",
+    "execution_id_for",
+    "fanout",
+    "finish_execution",
+    "progress",
+    "rollback",
+    "run_step",
+    "start_execution",
+]

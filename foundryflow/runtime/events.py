@@ -1,0 +1,56 @@
+"""Step and execution events on Redis Streams.
+
+Every event goes to the global stream (``FOUNDRYFLOW_EVENTS_STREAM``) and to each of the
+execution's callback topics, so a UI can follow one run without scanning all of them.
+Publishing never fails a step: PostgreSQL is the record, streams are notifications.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import redis
+
+from foundryflow.config import get_settings
+
+log = logging.getLogger(__name__)
+MAX_TOPIC_LENGTH = 200
+
+
+@lru_cache(maxsize=4)
+def _client(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+
+
+def callback_topics(params: dict[str, Any]) -> list[str]:
+    """The ``callback_topics`` run parameter, keeping only sensible stream names."""
+    topics = params.get("callback_topics")
+    if not isinstance(topics, list):
+        return []
+    return [t for t in topics if isinstance(t, str) and 0 < len(t) <= MAX_TOPIC_LENGTH]
+
+
+def publish(event_type: str, fields: dict[str, Any], topics: list[str]) -> None:
+    settings = get_settings()
+    if not settings.redis_url:
+        log.debug("FOUNDRYFLOW_REDIS_URL not set; event %s not published", event_type)
+        return
+    entry = {
+        "type": event_type,
+        "ts": datetime.now(UTC).isoformat(),
+        **{
+            key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in fields.items()
+        },
+    }
+    try:
+        pipe = _client(settings.redis_url).pipeline(transaction=False)
+        for stream in (settings.events_stream, *topics):
+            pipe.xadd(stream, entry, maxlen=settings.events_maxlen, approximate=True)  # type: ignore[arg-type]
+        pipe.execute()
+    except redis.RedisError as exc:
+        log.warning("could not publish %s event to Redis: %s", event_type, exc)

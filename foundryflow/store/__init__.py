@@ -1,0 +1,1 @@
+"""PostgreSQL state: SQLAlchemy 2 models, engine/session handling, Alembic migrations."""

@@ -1,0 +1,116 @@
+"""Small, real actions for the test suite: arithmetic, failure, a Redis-backed resource
+that rollback must delete, and a sleep for progress views."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+
+from foundryflow.actions import (
+    Action,
+    ActionContext,
+    ActionMeta,
+    ActionOutputs,
+    ActionParams,
+)
+from foundryflow.config import get_settings
+
+RESOURCE_PREFIX = "foundryflow-test:resource:"
+
+
+class EchoParams(ActionParams):
+    value: Any = None
+
+
+class EchoOutputs(ActionOutputs):
+    value: Any = None
+
+
+class Echo(Action[EchoParams, EchoOutputs]):
+    meta = ActionMeta(name="test.echo", description="Returns its input.", idempotent=True)
+    Params = EchoParams
+    Outputs = EchoOutputs
+
+    def run(self, ctx: ActionContext, params: EchoParams) -> EchoOutputs:
+        return EchoOutputs(value=params.value)
+
+
+class AddParams(ActionParams):
+    a: int
+    b: int = 0
+
+
+class AddOutputs(ActionOutputs):
+    total: int
+
+
+class Add(Action[AddParams, AddOutputs]):
+    meta = ActionMeta(name="test.add", description="Adds two integers.", idempotent=True)
+    Params = AddParams
+    Outputs = AddOutputs
+
+    def run(self, ctx: ActionContext, params: AddParams) -> AddOutputs:
+        return AddOutputs(total=params.a + params.b)
+
+
+class FailParams(ActionParams):
+    message: str = "boom"
+
+
+class Fail(Action[FailParams, ActionOutputs]):
+    meta = ActionMeta(name="test.fail", description="Always raises.")
+    Params = FailParams
+    Outputs = ActionOutputs
+
+    def run(self, ctx: ActionContext, params: FailParams) -> ActionOutputs:
+        raise RuntimeError(params.message)
+
+
+class ResourceParams(ActionParams):
+    name: str
+    fail_compensation: bool = False
+
+
+class ResourceOutputs(ActionOutputs):
+    key: str
+
+
+class Resource(Action[ResourceParams, ResourceOutputs]):
+    """Creates a Redis key standing for an external resource; compensation deletes it."""
+
+    meta = ActionMeta(name="test.resource", description="Creates a resource (a Redis key).")
+    Params = ResourceParams
+    Outputs = ResourceOutputs
+
+    def _redis(self) -> redis.Redis:
+        url = get_settings().redis_url
+        assert url, "FOUNDRYFLOW_REDIS_URL must be set for test.resource"
+        return redis.Redis.from_url(url)
+
+    def run(self, ctx: ActionContext, params: ResourceParams) -> ResourceOutputs:
+        key = f"{RESOURCE_PREFIX}{ctx.execution_id}:{params.name}"
+        self._redis().rpush(RESOURCE_PREFIX + "log", f"create {params.name}")
+        self._redis().set(key, "1")
+        return ResourceOutputs(key=key)
+
+    def compensate(self, ctx: ActionContext, params: ResourceParams, outputs: ResourceOutputs) -> None:
+        if params.fail_compensation:
+            raise RuntimeError(f"cannot delete {params.name}")
+        self._redis().rpush(RESOURCE_PREFIX + "log", f"delete {params.name}")
+        self._redis().delete(outputs.key)
+
+
+class SleepParams(ActionParams):
+    seconds: float = 0.1
+
+
+class Sleep(Action[SleepParams, ActionOutputs]):
+    meta = ActionMeta(name="test.sleep", description="Sleeps.", idempotent=True)
+    Params = SleepParams
+    Outputs = ActionOutputs
+
+    def run(self, ctx: ActionContext, params: SleepParams) -> ActionOutputs:
+        time.sleep(params.seconds)
+        return ActionOutputs()
