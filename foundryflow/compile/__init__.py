@@ -1,0 +1,1 @@
+"""Compilers that turn pipeline specs into engine artefacts (Airflow DAGs, Argo documents)."""
