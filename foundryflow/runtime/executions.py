@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -29,7 +30,13 @@ from foundryflow.store.models import Execution, ExecutionStatus, StepRun, StepSt
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ExecutionNotFoundError", "execution_id_for", "finish_execution", "start_execution"]
+__all__ = [
+    "ExecutionNotFoundError",
+    "FinishedExecution",
+    "execution_id_for",
+    "finish_execution",
+    "start_execution",
+]
 
 _NAMESPACE = uuid.UUID("5b0f8e9c-3f7e-4d43-9a1e-6b3c1f0f5e21")
 
@@ -136,15 +143,22 @@ def _mark(row: StepRun, status: StepStatus, error: str) -> None:
     row.finished_at = row.finished_at or now()
 
 
+@dataclass(frozen=True)
+class FinishedExecution:
+    status: ExecutionStatus
+    error: str | None
+    outputs: dict[str, Any] | None
+
+
 def finish_execution(
     execution_id: UUID, engine_failed: bool = False, engine_message: str | None = None
-) -> ExecutionStatus:
+) -> FinishedExecution:
     """Record the final status and outputs; idempotent once finished."""
     settle(execution_id, engine_failed)
     with session_scope() as session:
         execution = load_execution(session, execution_id, lock=True)
         if execution.finished_at is not None:
-            return execution.status
+            return FinishedExecution(execution.status, execution.error, execution.outputs)
         pipeline = pipeline_of(execution)
         rows = step_rows(session, execution_id)
         status = provisional_status(pipeline, rows, engine_failed)
@@ -179,8 +193,9 @@ def finish_execution(
             "status": status.value,
             "error": execution.error or "",
         }
+        finished = FinishedExecution(status, execution.error, execution.outputs)
     events.publish(f"execution.{status.value.lower()}", payload, topics)
-    return status
+    return finished
 
 
 def _render_outputs(pipeline: Pipeline, context: dict[str, Any]) -> dict[str, Any]:

@@ -88,7 +88,13 @@ def _uses_item(step: Step) -> bool:
     return any(ref.root == "item" for ref in references(step.condition))
 
 
-def fanout(execution_id: UUID, step_id: str) -> list[int]:
+def _output_fields(step: Step, registry: ActionRegistry) -> list[str]:
+    return list(registry.get(step.action).Outputs.model_fields)
+
+
+def fanout(
+    execution_id: UUID, step_id: str, registry: ActionRegistry = default_registry
+) -> list[int]:
     """Render a ``foreach`` step's items and create one row per item.
 
     Returns the item indices the engine should map over (empty when the step is skipped).
@@ -107,10 +113,11 @@ def fanout(execution_id: UUID, step_id: str) -> list[int]:
         reason = blocked_reason(pipeline, step, rows)
         context = template_context(execution, pipeline, rows, final=step.is_finally)
         try:
+            fields = _output_fields(step, registry)
             if reason is None and not _uses_item(step) and not _condition_holds(step, context):
                 reason = f"condition is false: {step.condition}"
             items = None if reason else render(step.foreach, context)
-        except TemplateRenderError as exc:
+        except (TemplateRenderError, LookupError) as exc:
             _finish(parent, StepStatus.FAILED, f"foreach: {exc}")
             _event(parent, execution, "failed")
             return []
@@ -127,8 +134,9 @@ def fanout(execution_id: UUID, step_id: str) -> list[int]:
         parent.items = items
         parent.started_at = now()
         if not items:
-            _finish(parent, StepStatus.SKIPPED, "foreach yielded no items")
-            parent.outputs = {}
+            # Mapping over nothing is a success with empty lists, like ``map`` in Python.
+            _finish(parent, StepStatus.COMPLETED)
+            parent.outputs = {name: [] for name in fields}
         else:
             parent.status = StepStatus.RUNNING
             for index in range(len(items)):

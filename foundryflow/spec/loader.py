@@ -73,8 +73,8 @@ class PipelineCatalog:
         self.registry = registry or default_registry
         self.require_actions = require_actions
 
-    def load(self) -> dict[str, Pipeline]:
-        """Every valid pipeline by name; raises SpecError listing the problems of all files."""
+    def scan(self) -> tuple[dict[str, Pipeline], list[Problem]]:
+        """Every valid pipeline by name, and the problems of every other file."""
         pipelines: dict[str, Pipeline] = {}
         sources: dict[str, Path] = {}
         problems: list[Problem] = []
@@ -85,19 +85,23 @@ class PipelineCatalog:
                 problems.extend(exc.problems)
                 continue
             if pipeline.name in pipelines:
-                problems.append(
-                    Problem(
-                        str(path),
-                        "name",
-                        f"pipeline {pipeline.name!r} also in {sources[pipeline.name]}",
-                    )
-                )
+                other = sources[pipeline.name]
+                problems.append(Problem(str(path), "name", f"pipeline {pipeline.name!r} is also in {other}"))
                 continue
             pipelines[pipeline.name] = pipeline
             sources[pipeline.name] = path
+        return pipelines, problems
+
+    def load(self) -> dict[str, Pipeline]:
+        """Every pipeline by name; raises SpecError listing the problems of all files."""
+        pipelines, problems = self.scan()
         if problems:
             raise SpecError(problems)
         return pipelines
+
+    def load_valid(self) -> list[Pipeline]:
+        """The pipelines that are valid, so one broken file does not hide the others."""
+        return list(self.scan()[0].values())
 
     def _named_specs(self) -> Iterable[tuple[str, Path, dict[str, Any]]]:
         """(name, path, raw) of every readable spec; unreadable ones surface in ``load``."""

@@ -1,0 +1,154 @@
+"""The local platform: embedded services + migrations + Airflow, for ``up`` and ``run``.
+
+Airflow reads its configuration when it is first imported, so everything here sets the
+environment *before* importing Airflow, and the long-running components run as child
+processes (``airflow standalone``) that inherit it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from foundryflow.config import REPO_ROOT, Settings, get_settings
+from foundryflow.embedded import ServiceUrls, platform_services
+
+AIRFLOW_USER = "admin"
+
+
+@dataclass(frozen=True)
+class AirflowLocal:
+    """Where the local Airflow keeps its state and how to reach its UI."""
+
+    home: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    @property
+    def passwords_file(self) -> Path:
+        return self.home / "passwords.json"
+
+    def password(self) -> str:
+        """The admin password, generated once per checkout (never a fixed default)."""
+        if self.passwords_file.exists():
+            return str(json.loads(self.passwords_file.read_text())[AIRFLOW_USER])
+        self.home.mkdir(parents=True, exist_ok=True)
+        password = secrets.token_urlsafe(12)
+        self.passwords_file.write_text(json.dumps({AIRFLOW_USER: password}))
+        self.passwords_file.chmod(0o600)
+        return password
+
+    def environment(self, services: ServiceUrls, settings: Settings) -> dict[str, str]:
+        """Environment for Airflow processes: our DAGs and plugins, our state, no examples."""
+        return {
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+            "FOUNDRYFLOW_DATABASE_URL": services.database_url,
+            "FOUNDRYFLOW_REDIS_URL": services.redis_url,
+            "FOUNDRYFLOW_PIPELINES_PATH": json.dumps([str(p) for p in settings.pipelines_path]),
+        }
+
+
+def airflow_local(port: int = 8080, settings: Settings | None = None) -> AirflowLocal:
+    return AirflowLocal(home=(settings or get_settings()).home / "airflow", port=port)
+
+
+def _airflow_cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "airflow", *args]
+
+
+def migrate_airflow(env: dict[str, str]) -> None:
+    """``airflow db migrate`` once per Airflow version (it takes seconds, not minutes)."""
+    import importlib.metadata
+
+    marker = Path(env["AIRFLOW_HOME"]) / f".migrated-{importlib.metadata.version('apache-airflow')}"
+    if marker.exists():
+        return
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        _airflow_cli("db", "migrate"),
+        env={**os.environ, **env},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    marker.touch()
+
+
+@contextmanager
+def platform(port: int = 8080) -> Iterator[tuple[ServiceUrls, AirflowLocal, dict[str, str]]]:
+    """Services up, our schema migrated, Airflow configured and migrated; stops services."""
+    from foundryflow.store import migrate
+
+    settings = get_settings()
+    with platform_services(settings) as services:
+        migrate.upgrade(url=services.database_url)
+        airflow = airflow_local(port, settings)
+        airflow.password()
+        env = airflow.environment(services, settings)
+        os.environ.update(env)
+        get_settings.cache_clear()
+        migrate_airflow(env)
+        yield services, airflow, env
+
+
+def wait_for_airflow(airflow: AirflowLocal, process: subprocess.Popen[bytes], timeout: float) -> None:
+    """Block until the API server answers its health check (or the process dies)."""
+    deadline = time.monotonic() + timeout
+    health = f"{airflow.url}/api/v2/monitor/health"
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"airflow standalone exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(health, timeout=2) as response:  # noqa: S310 (localhost)
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"Airflow did not answer on {health} within {timeout:.0f}s")
+
+
+def start_airflow(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes]:
+    """``airflow standalone`` in its own process group, so one signal stops all of it."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as log:
+        return subprocess.Popen(
+            _airflow_cli("standalone"),
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGINT)  # standalone shuts its components down on SIGINT
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
