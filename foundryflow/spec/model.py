@@ -87,7 +87,7 @@ class Parameter(_Strict):
         ):
             raise ValueError(f"minimum/maximum apply to integer and number, not {self.type}")
         if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
-            raise ValueError(f"minimum {self.minimum} is greater than maximum {self.maximum}")
+            raise ValueError(f"minimum {self.minimum:g} is greater than maximum {self.maximum:g}")
         for value in self.enum or []:
             if not value_matches_type(value, self.type):
                 raise ValueError(f"enum value {value!r} is not of type {self.type}")

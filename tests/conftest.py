@@ -1,0 +1,123 @@
+"""Test environment: real PostgreSQL, real Redis, real Airflow.
+
+Services, in order of preference:
+1. ``FOUNDRYFLOW_TEST_DATABASE_URL`` / ``FOUNDRYFLOW_TEST_REDIS_URL`` when set;
+2. the machine's PostgreSQL on 127.0.0.1:5432 (a dedicated ``foundryflow_test`` database)
+   and Redis on 127.0.0.1:6379 (database 13), when reachable;
+3. otherwise the embedded throwaway servers, so a fresh machine passes too.
+
+Everything is decided here, before Airflow or foundryflow settings are imported, because
+both read their configuration once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_DB = "foundryflow_test"
+TEST_REDIS_DB = 13
+
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="ff-airflow-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(_AIRFLOW_HOME),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+        "FOUNDRYFLOW_PIPELINES_PATH": json.dumps([str(REPO / "pipelines"), str(REPO / "tests" / "pipelines")]),
+        "FOUNDRYFLOW_HOME": str(REPO / ".foundryflow" / "test"),
+    }
+)
+os.environ.pop("FOUNDRYFLOW_DATABASE_URL", None)
+os.environ.pop("FOUNDRYFLOW_REDIS_URL", None)
+
+from foundryflow.config import get_settings  # noqa: E402
+from foundryflow.embedded import EmbeddedPostgres, EmbeddedRedis, reachable  # noqa: E402
+
+_started: list[EmbeddedPostgres | EmbeddedRedis] = []
+
+
+def _database_url() -> str:
+    if url := os.environ.get("FOUNDRYFLOW_TEST_DATABASE_URL"):
+        return url
+    if reachable("127.0.0.1", 5432):
+        import psycopg
+
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
+            conn.execute(f"CREATE DATABASE {TEST_DB}")
+        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{TEST_DB}"
+    server = EmbeddedPostgres(REPO / ".foundryflow" / "test")
+    _started.append(server)
+    return server.start()
+
+
+def _redis_url() -> str:
+    if url := os.environ.get("FOUNDRYFLOW_TEST_REDIS_URL"):
+        return url
+    if reachable("127.0.0.1", 6379):
+        return f"redis://127.0.0.1:6379/{TEST_REDIS_DB}"
+    server = EmbeddedRedis(REPO / ".foundryflow" / "test")
+    _started.append(server)
+    return server.start()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["FOUNDRYFLOW_DATABASE_URL"] = _database_url()
+    os.environ["FOUNDRYFLOW_REDIS_URL"] = _redis_url()
+    get_settings.cache_clear()
+    from foundryflow.store import migrate
+
+    migrate.upgrade()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    for server in reversed(_started):
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    return os.environ["FOUNDRYFLOW_DATABASE_URL"]
+
+
+@pytest.fixture
+def redis_client() -> Iterator[object]:
+    """The test Redis database, emptied before each test that uses it."""
+    import redis
+
+    client = redis.Redis.from_url(os.environ["FOUNDRYFLOW_REDIS_URL"], decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """Airflow's own metadata DB (SQLite in a temp AIRFLOW_HOME), migrated once."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
+    return _AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def dags(airflow_db: Path) -> dict[str, object]:
+    """The DAGs exactly as the DAG file builds them (pipelines/ + tests/pipelines/)."""
+    from foundryflow.compile.airflow import build_dags
+
+    return build_dags()  # type: ignore[return-value]
