@@ -2,7 +2,7 @@
 
 Services, in order of preference:
 1. ``FOUNDRYFLOW_TEST_DATABASE_URL`` / ``FOUNDRYFLOW_TEST_REDIS_URL`` when set;
-2. the machine's PostgreSQL on 127.0.0.1:5432 (a dedicated ``foundryflow_test`` database)
+2. the machine's PostgreSQL on 127.0.0.1:5432 (a database of this session, dropped after)
    and Redis on 127.0.0.1:6379 (database 13), when reachable;
 3. otherwise the embedded throwaway servers, so a fresh machine passes too.
 
@@ -23,7 +23,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-TEST_DB = "foundryflow_test"
+TEST_DB = f"foundryflow_test_{os.getpid()}"
+"""One database per test session, so concurrent runs on one machine never collide."""
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 TEST_REDIS_DB = 13
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="ff-airflow-"))
@@ -46,6 +48,7 @@ from foundryflow.config import get_settings  # noqa: E402
 from foundryflow.embedded import EmbeddedPostgres, EmbeddedRedis, reachable  # noqa: E402
 
 _started: list[EmbeddedPostgres | EmbeddedRedis] = []
+_created_databases: list[str] = []
 
 
 def _database_url() -> str:
@@ -54,9 +57,10 @@ def _database_url() -> str:
     if reachable("127.0.0.1", 5432):
         import psycopg
 
-        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {TEST_DB} WITH (FORCE)")
             conn.execute(f"CREATE DATABASE {TEST_DB}")
+        _created_databases.append(TEST_DB)
         return f"postgresql+psycopg://postgres@127.0.0.1:5432/{TEST_DB}"
     server = EmbeddedPostgres(REPO / ".foundryflow" / "test")
     _started.append(server)
@@ -83,6 +87,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    from foundryflow.store.db import engine_for
+
+    engine_for.cache_clear()  # drop pooled connections before dropping the database
+    if _created_databases:
+        import psycopg
+
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            for name in _created_databases:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     for server in reversed(_started):
         server.stop()
 

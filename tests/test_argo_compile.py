@@ -250,7 +250,7 @@ def test_linear_arguments_and_dependencies(pipelines: dict[str, Pipeline]) -> No
 
     start = templates(doc)[START]["container"]
     assert start["args"] == [
-        "execution",
+        "executions",
         "start",
         "--pipeline",
         "t-linear",
@@ -269,7 +269,7 @@ def test_linear_arguments_and_dependencies(pipelines: dict[str, Pipeline]) -> No
     assert list(exit_tasks) == [FINISH]
     assert "dependencies" not in exit_tasks[FINISH]
     assert templates(doc)[FINISH]["container"]["args"] == [
-        "execution",
+        "executions",
         "finish",
         "--execution-id",
         "{{workflow.uid}}",
@@ -319,7 +319,7 @@ def test_rollback_runs_in_the_exit_handler(pipelines: dict[str, Pipeline]) -> No
     for name in (ROLLBACK, "cleanup"):
         assert exit_tasks[name]["continueOn"] == {"failed": True, "error": True}
     assert templates(doc)[ROLLBACK]["container"]["args"] == [
-        "execution",
+        "executions",
         "rollback",
         "--execution-id",
         "{{workflow.uid}}",

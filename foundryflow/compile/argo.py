@@ -145,7 +145,7 @@ def _unique(names: Iterable[tuple[str, str]], what: str, pipeline: Pipeline) -> 
 
 def start_args(pipeline: Pipeline) -> list[str]:
     return [
-        *("execution", "start", "--pipeline", pipeline.name, "--engine", "argo"),
+        *("executions", "start", "--pipeline", pipeline.name, "--engine", "argo"),
         *("--run-id", RUN_ID, "--execution-id", EXECUTION_ID),
     ]
 
@@ -163,7 +163,7 @@ def fanout_args(step: Step) -> list[str]:
 
 def rollback_args() -> list[str]:
     return [
-        "execution",
+        "executions",
         "rollback",
         "--execution-id",
         EXECUTION_ID,
@@ -173,7 +173,7 @@ def rollback_args() -> list[str]:
 
 
 def finish_args() -> list[str]:
-    return ["execution", "finish", "--execution-id", EXECUTION_ID, "--engine-status", ENGINE_STATUS]
+    return ["executions", "finish", "--execution-id", EXECUTION_ID, "--engine-status", ENGINE_STATUS]
 
 
 # --------------------------------------------------------------------------- templates
