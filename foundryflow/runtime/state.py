@@ -121,7 +121,9 @@ def blocked_reason(
     """
     if step.is_finally or pipeline.settings.on_failure != "fail":
         return None
-    failure = first_failure(pipeline, rows)
+    # The step's own earlier failure does not block it: that is an engine retry.
+    others = {key: row for key, row in rows.items() if key[0] != step.id}
+    failure = first_failure(pipeline, others)
     return f"not run: {failure} (on_failure: fail)" if failure else None
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import operator
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import ChainableUndefined, StrictUndefined, TemplateError, Undefined, nodes
@@ -149,6 +150,32 @@ def _parse(source: str) -> nodes.Template:
         raise TemplateRenderError(f"invalid template {source!r}: {exc}") from exc
 
 
+@lru_cache(maxsize=4096)
+def compile_template(source: str) -> Callable[[Mapping[str, Any]], Any]:
+    """Parse and compile once per distinct source; specs repeat the same few templates.
+
+    A single ``{{ expression }}`` compiles to a native-typed expression, anything else
+    to a string template. Compilation errors surface as TemplateRenderError.
+    """
+    _parse(source)  # refuses statements and reports syntax errors uniformly
+    try:
+        single = _SINGLE_EXPRESSION.match(source)
+        if single and "{{" not in single["expr"] and "}}" not in single["expr"]:
+            expression = ENV.compile_expression(single["expr"], undefined_to_none=False)
+
+            def evaluate(context: Mapping[str, Any]) -> Any:
+                result = expression(**context)
+                if isinstance(result, Undefined):
+                    str(result)  # raises UndefinedError with Jinja's own message
+                return str(result) if isinstance(result, str) else result  # Markup -> str
+
+            return evaluate
+        template = ENV.from_string(source)
+        return lambda context: template.render(**context)
+    except TemplateError as exc:
+        raise TemplateRenderError(f"invalid template {source!r}: {exc}") from exc
+
+
 def render(value: Any, context: Mapping[str, Any]) -> Any:
     """Render every template inside ``value`` (recursing into lists and dicts)."""
     if isinstance(value, dict):
@@ -157,16 +184,9 @@ def render(value: Any, context: Mapping[str, Any]) -> Any:
         return [render(item, context) for item in value]
     if not is_template(value):
         return value
-    _parse(value)  # refuses statements and reports syntax errors uniformly
+    evaluate = compile_template(value)
     try:
-        single = _SINGLE_EXPRESSION.match(value)
-        if single and "{{" not in single["expr"] and "}}" not in single["expr"]:
-            expression = ENV.compile_expression(single["expr"], undefined_to_none=False)
-            result = expression(**context)
-            if isinstance(result, Undefined):
-                str(result)  # raises UndefinedError with Jinja's own message
-            return str(result) if isinstance(result, str) else result  # Markup -> str
-        return ENV.from_string(value).render(**context)
+        return evaluate(context)
     except SecurityError as exc:
         raise TemplateRenderError(f"template {value!r} refused by the sandbox: {exc}") from exc
     except TemplateError as exc:
