@@ -1,0 +1,63 @@
+"""The status API (FastAPI): executions and their progress, for UIs and the Airflow plugin.
+
+Kept out of ``plugins/`` so it can be served and tested on its own; the plugin only mounts it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import FastAPI, HTTPException, Query
+from sqlalchemy import select
+
+from foundryflow.runtime import ExecutionNotFoundError, progress
+from foundryflow.store.db import session_scope
+from foundryflow.store.models import Execution, ExecutionStatus
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="foundryflow",
+        description="Pipeline executions, whichever engine (Airflow or Argo) runs them.",
+        version="1",
+    )
+
+    @app.get("/api/v1/executions")
+    def list_executions(
+        pipeline: str | None = None,
+        status: ExecutionStatus | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> list[dict[str, Any]]:
+        """Newest first, filtered by pipeline and status."""
+        query = select(Execution).order_by(Execution.created_at.desc()).limit(limit).offset(offset)
+        if pipeline:
+            query = query.where(Execution.pipeline == pipeline)
+        if status:
+            query = query.where(Execution.status == status)
+        with session_scope() as session:
+            return [
+                {
+                    "id": str(e.id),
+                    "pipeline": e.pipeline,
+                    "version": e.version,
+                    "engine": e.engine,
+                    "engine_run_id": e.engine_run_id,
+                    "status": e.status.value,
+                    "error": e.error,
+                    "started_at": e.started_at.isoformat(),
+                    "finished_at": e.finished_at.isoformat() if e.finished_at else None,
+                }
+                for e in session.scalars(query)
+            ]
+
+    @app.get("/api/v1/executions/{execution_id}/progress")
+    def execution_progress(execution_id: UUID) -> dict[str, Any]:
+        """Per-step status, percent, ETA, errors and rollback outcome of one execution."""
+        try:
+            return progress(execution_id).to_json()
+        except ExecutionNotFoundError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+
+    return app
