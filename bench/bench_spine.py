@@ -34,7 +34,7 @@ from foundryflow.store import migrate
 PARAMS = {
     "models": "{{ params.models }}",
     "count": "{{ params.models | length }}",
-    "label": "deploy {{ params.name }} to {{ params.cluster }} ({{ params.models | length }} models)",
+    "label": "deploy {{ params.name }} to {{ params.cluster }} ({{ params.models | length }})",
     "previous": "{{ steps.a.outputs.total | default(0) }}",
 }
 CONTEXT: dict[str, Any] = {
@@ -69,8 +69,10 @@ def bench_templates(renders: int) -> None:
     cached = timed(lambda: render(PARAMS, CONTEXT), renders)
     print(f"templates: {renders} renders of a 4-template params dict")
     print(f"  baseline (compile every call) {baseline * 1e6 / renders:8.1f} µs/render")
-    print(f"  foundryflow (compiled cache)  {cached * 1e6 / renders:8.1f} µs/render"
-          f"   speed-up x{baseline / cached:.1f}")
+    print(
+        f"  foundryflow (compiled cache)  {cached * 1e6 / renders:8.1f} µs/render"
+        f"   speed-up x{baseline / cached:.1f}"
+    )
 
 
 def bench_steps(steps: int) -> None:
@@ -79,8 +81,12 @@ def bench_steps(steps: int) -> None:
         "name": f"bench-{uuid.uuid4().hex[:6]}",
         "parameters": [{"name": "n", "type": "integer", "default": 1}],
         "steps": [
-            {"id": f"s{i}", "action": "test.add", "params": {"a": "{{ params.n }}", "b": i},
-             **({"depends_on": [f"s{i - 1}"]} if i else {})}
+            {
+                "id": f"s{i}",
+                "action": "test.add",
+                "params": {"a": "{{ params.n }}", "b": i},
+                **({"depends_on": [f"s{i - 1}"]} if i else {}),
+            }
             for i in range(steps)
         ],
     }
@@ -100,9 +106,12 @@ def bench_steps(steps: int) -> None:
         assert outcome.status == "COMPLETED"
     print(f"steps: {steps} sequential steps of test.add")
     print(f"  baseline (action.run direct)  median {statistics.median(direct) * 1e3:8.3f} ms/step")
-    print(f"  run_step (state + events)     median {statistics.median(through_runtime) * 1e3:8.3f} ms/step"
-          f"   p95 {statistics.quantiles(through_runtime, n=20)[-1] * 1e3:.3f} ms"
-          f"   ≈ {1 / statistics.median(through_runtime):.0f} steps/s")
+    print(
+        f"  run_step (state + events)     median "
+        f"{statistics.median(through_runtime) * 1e3:8.3f} ms/step"
+        f"   p95 {statistics.quantiles(through_runtime, n=20)[-1] * 1e3:.3f} ms"
+        f"   ≈ {1 / statistics.median(through_runtime):.0f} steps/s"
+    )
 
 
 def main() -> None:

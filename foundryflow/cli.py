@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -20,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from foundryflow.config import REPO_ROOT, get_settings
+from foundryflow.config import REPO_ROOT
 
 app = typer.Typer(
     name="foundryflow",
@@ -29,10 +28,18 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-db_app = typer.Typer(help="Migrate the foundryflow PostgreSQL schema (Alembic).", no_args_is_help=True)
-executions_app = typer.Typer(help="Inspect executions; start/rollback/finish them (Argo pods).", no_args_is_help=True)
-step_app = typer.Typer(help="Run one step the way an Airflow task or Argo pod does.", no_args_is_help=True)
-argo_app = typer.Typer(help="Render and lint the Argo WorkflowTemplates/CronWorkflows.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Migrate the foundryflow PostgreSQL schema (Alembic).", no_args_is_help=True
+)
+executions_app = typer.Typer(
+    help="Inspect executions; start/rollback/finish them (Argo pods).", no_args_is_help=True
+)
+step_app = typer.Typer(
+    help="Run one step the way an Airflow task or Argo pod does.", no_args_is_help=True
+)
+argo_app = typer.Typer(
+    help="Render and lint the Argo WorkflowTemplates/CronWorkflows.", no_args_is_help=True
+)
 pipelines_app = typer.Typer(help="List pipeline specs.", no_args_is_help=True)
 actions_app = typer.Typer(help="List registered actions.", no_args_is_help=True)
 for sub, name in (
@@ -105,8 +112,12 @@ def pipelines_list() -> None:
     table = Table("pipeline", "version", "steps", "on_failure", "schedule", "description")
     for p in sorted(pipelines.values(), key=lambda p: p.name):
         table.add_row(
-            p.name, p.version, str(len(p.steps)), p.settings.on_failure,
-            p.settings.schedule or "-", p.description,
+            p.name,
+            p.version,
+            str(len(p.steps)),
+            p.settings.on_failure,
+            p.settings.schedule or "-",
+            p.description,
         )
     console.print(table)
     for problem in problems:
@@ -177,14 +188,20 @@ def render_progress(report: Any) -> Table:
         table.add_column(column)
     for step in report.steps:
         style = STATUS_STYLE.get(step.status, "")
-        items = f" {step.items_done}/{step.items_total} items" if step.items_total is not None else ""
+        items = (
+            f" {step.items_done}/{step.items_total} items" if step.items_total is not None else ""
+        )
         duration = f"{step.duration_seconds:.1f}s" if step.duration_seconds is not None else ""
         detail = step.error or ""
         if step.compensation_error:
             detail += f" (compensation failed: {step.compensation_error})"
         table.add_row(
-            step.name, step.action, f"[{style}]{step.status}[/]{items}", str(step.attempt),
-            duration, detail,
+            step.name,
+            step.action,
+            f"[{style}]{step.status}[/]{items}",
+            str(step.attempt),
+            duration,
+            detail,
         )
     eta = "-" if report.eta_seconds is None else f"{report.eta_seconds:.0f}s"
     caption = (
@@ -237,7 +254,9 @@ def executions_list(
     with session_scope() as session:
         for e in session.scalars(query):
             table.add_row(
-                str(e.id), e.pipeline, e.engine,
+                str(e.id),
+                e.pipeline,
+                e.engine,
                 f"[{STATUS_STYLE.get(e.status.value, '')}]{e.status.value}[/]",
                 f"{e.started_at:%Y-%m-%d %H:%M:%S}",
                 f"{e.finished_at:%H:%M:%S}" if e.finished_at else "",
@@ -266,7 +285,9 @@ def executions_start(
     pipeline_name: Annotated[str, typer.Option("--pipeline", help="Pipeline name.")],
     engine: Annotated[str, typer.Option(help="Engine that runs it: argo, airflow, local.")],
     run_id: Annotated[str, typer.Option(help="The engine's run id (Argo: workflow name).")],
-    execution_id: Annotated[str | None, typer.Option(help="Id to use (Argo: workflow uid).")] = None,
+    execution_id: Annotated[
+        str | None, typer.Option(help="Id to use (Argo: workflow uid).")
+    ] = None,
     params_json: Annotated[
         str | None, typer.Option("--params", help="Params as JSON (else FOUNDRYFLOW_PARAM_*).")
     ] = None,
@@ -280,7 +301,10 @@ def executions_start(
         pipeline = PipelineCatalog(require_actions=False).get(pipeline_name)
         params = json.loads(params_json) if params_json else _params_from_env(pipeline)
         started = start_execution(
-            pipeline, params, engine=engine, engine_run_id=run_id,
+            pipeline,
+            params,
+            engine=engine,
+            engine_run_id=run_id,
             execution_id=_parse_uuid(execution_id) if execution_id else None,
         )
     except (KeyError, ParamsError, json.JSONDecodeError) as exc:
@@ -422,7 +446,13 @@ def up(
     Uses FOUNDRYFLOW_DATABASE_URL / FOUNDRYFLOW_REDIS_URL when set, else starts embedded
     throwaway services under .foundryflow/. Ctrl-C stops everything.
     """
-    from foundryflow.platform import AIRFLOW_USER, platform, start_airflow, stop_process_group, wait_for_airflow
+    from foundryflow.platform import (
+        AIRFLOW_USER,
+        platform,
+        start_airflow,
+        stop_process_group,
+        wait_for_airflow,
+    )
     from foundryflow.spec.loader import PipelineCatalog
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -436,7 +466,9 @@ def up(
         log_file = airflow.home / "standalone.log"
         process = start_airflow(env, log_file)
         try:
-            with console.status("starting Airflow (api-server, scheduler, dag-processor, triggerer)…"):
+            with console.status(
+                "starting Airflow (api-server, scheduler, dag-processor, triggerer)…"
+            ):
                 wait_for_airflow(airflow, process, timeout)
             console.print(
                 f"\n[bold green]Airflow is up:[/] {airflow.url}\n"
@@ -485,9 +517,5 @@ def run(
         raise typer.Exit(1)
 
 
-def main() -> None:  # pragma: no cover - entry point for `python -m foundryflow.cli`
+if __name__ == "__main__":  # `python -m foundryflow.cli`, as the Argo tests run it
     app()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -39,7 +39,9 @@ def _find_execution(pipeline: str, since: datetime) -> UUID | None:
 def _view(report: Any) -> Group:
     from foundryflow.cli import render_progress
 
-    return Group(ProgressBar(total=100, completed=report.percent, width=60), render_progress(report))
+    return Group(
+        ProgressBar(total=100, completed=report.percent, width=60), render_progress(report)
+    )
 
 
 def run_pipeline(pipeline: Pipeline, params: dict[str, Any], console: Console) -> bool:

@@ -64,7 +64,9 @@ class AirflowLocal:
             "AIRFLOW__API__BASE_URL": self.url,
             "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "30",
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+            "PYTHONPATH": os.pathsep.join(
+                filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
+            ),
             "FOUNDRYFLOW_DATABASE_URL": services.database_url,
             "FOUNDRYFLOW_REDIS_URL": services.redis_url,
             "FOUNDRYFLOW_PIPELINES_PATH": json.dumps([str(p) for p in settings.pipelines_path]),
@@ -113,7 +115,9 @@ def platform(port: int = 8080) -> Iterator[tuple[ServiceUrls, AirflowLocal, dict
         yield services, airflow, env
 
 
-def wait_for_airflow(airflow: AirflowLocal, process: subprocess.Popen[bytes], timeout: float) -> None:
+def wait_for_airflow(
+    airflow: AirflowLocal, process: subprocess.Popen[bytes], timeout: float
+) -> None:
     """Block until the API server answers its health check (or the process dies)."""
     deadline = time.monotonic() + timeout
     health = f"{airflow.url}/api/v2/monitor/health"
@@ -121,7 +125,7 @@ def wait_for_airflow(airflow: AirflowLocal, process: subprocess.Popen[bytes], ti
         if process.poll() is not None:
             raise RuntimeError(f"airflow standalone exited with code {process.returncode}")
         try:
-            with urllib.request.urlopen(health, timeout=2) as response:  # noqa: S310 (localhost)
+            with urllib.request.urlopen(health, timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:

@@ -49,7 +49,9 @@ class LocalArgoRunner:
         self.secrets = secrets
         self.env = env
 
-    def submit(self, template: dict[str, Any], parameters: dict[str, str] | None = None) -> WorkflowRun:
+    def submit(
+        self, template: dict[str, Any], parameters: dict[str, str] | None = None
+    ) -> WorkflowRun:
         """``argo submit --from workflowtemplate/<name> -p k=v``, run to completion."""
         spec = template["spec"]
         args = {p["name"]: p.get("value") for p in spec.get("arguments", {}).get("parameters", [])}
@@ -60,31 +62,45 @@ class LocalArgoRunner:
         missing = [k for k, v in args.items() if v is None]
         if missing:
             raise ValueError(f"parameters not supplied: {missing}")
-        run = WorkflowRun(name=f"{template['metadata']['name']}-{uuid.uuid4().hex[:5]}", uid=str(uuid.uuid4()))
+        run = WorkflowRun(
+            name=f"{template['metadata']['name']}-{uuid.uuid4().hex[:5]}", uid=str(uuid.uuid4())
+        )
         templates = {t["name"]: t for t in spec["templates"]}
         scope = {"workflow.name": run.name, "workflow.uid": run.uid}
         scope.update({f"workflow.parameters.{k}": v for k, v in args.items()})
         ok = self._dag(run, templates, templates[spec["entrypoint"]], scope)
         run.status = "Succeeded" if ok else "Failed"
         if spec.get("onExit"):
-            exit_ok = self._dag(run, templates, templates[spec["onExit"]], {**scope, "workflow.status": run.status})
+            exit_ok = self._dag(
+                run, templates, templates[spec["onExit"]], {**scope, "workflow.status": run.status}
+            )
             if not exit_ok:
                 run.status = "Failed"
         return run
 
-    def _dag(self, run: WorkflowRun, templates: dict[str, Any], dag: dict[str, Any], scope: dict[str, str]) -> bool:
+    def _dag(
+        self,
+        run: WorkflowRun,
+        templates: dict[str, Any],
+        dag: dict[str, Any],
+        scope: dict[str, str],
+    ) -> bool:
         tasks = {t["name"]: t for t in dag["dag"]["tasks"]}
         state: dict[str, str] = {}
         results: dict[str, str] = {}
         failed = False
         while len(state) < len(tasks):
             ready = [
-                t for name, t in tasks.items()
+                t
+                for name, t in tasks.items()
                 if name not in state and all(d in state for d in t.get("dependencies", []))
             ]
             for task in ready:
                 name = task["name"]
-                deps_ok = all(state[d] in ("Succeeded", "Skipped", "Continued") for d in task.get("dependencies", []))
+                deps_ok = all(
+                    state[d] in ("Succeeded", "Skipped", "Continued")
+                    for d in task.get("dependencies", [])
+                )
                 # Argo DAGs fail fast: after a failure no new task starts unless it continues on.
                 if not deps_ok or (failed and "continueOn" not in task):
                     state[name] = "Omitted"
@@ -105,7 +121,9 @@ class LocalArgoRunner:
                         )
                         for p in task.get("arguments", {}).get("parameters", [])
                     }
-                    outcomes.append(self._pod(run, name, templates[task["template"]], {**local, **inputs}))
+                    outcomes.append(
+                        self._pod(run, name, templates[task["template"]], {**local, **inputs})
+                    )
                 if all(p.returncode == 0 for p in outcomes):
                     state[name] = "Succeeded"
                     results[name] = outcomes[-1].stdout.strip()
@@ -116,7 +134,9 @@ class LocalArgoRunner:
                     failed = True
         return not failed
 
-    def _pod(self, run: WorkflowRun, task: str, template: dict[str, Any], scope: dict[str, str]) -> PodRun:
+    def _pod(
+        self, run: WorkflowRun, task: str, template: dict[str, Any], scope: dict[str, str]
+    ) -> PodRun:
         container = template["container"]
         assert container["command"] == ["foundryflow"]
         args = [self._substitute(a, scope) for a in container["args"]]
@@ -129,7 +149,11 @@ class LocalArgoRunner:
                 env[var["name"]] = self.secrets[ref["name"]][ref["key"]]
         proc = subprocess.run(
             [sys.executable, "-m", "foundryflow.cli", *args],
-            env=env, capture_output=True, text=True, timeout=120, check=False,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         pod = PodRun(task, args, proc.returncode, proc.stdout, proc.stderr)
         run.pods.append(pod)

@@ -37,7 +37,9 @@ os.environ.update(
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        "FOUNDRYFLOW_PIPELINES_PATH": json.dumps([str(REPO / "pipelines"), str(REPO / "tests" / "pipelines")]),
+        "FOUNDRYFLOW_PIPELINES_PATH": json.dumps(
+            [str(REPO / "pipelines"), str(REPO / "tests" / "pipelines")]
+        ),
         "FOUNDRYFLOW_HOME": str(REPO / ".foundryflow" / "test"),
     }
 )

@@ -46,7 +46,10 @@ def test_linear_run_completes(runner: LocalArgoRunner) -> None:
     assert report.engine == "argo" and report.engine_run_id == run.name
     assert report.status == "COMPLETED"
     assert {s.id: s.status for s in report.steps} == {
-        "first": "COMPLETED", "second": "COMPLETED", "only_slow": "SKIPPED", "last": "COMPLETED",
+        "first": "COMPLETED",
+        "second": "COMPLETED",
+        "only_slow": "SKIPPED",
+        "last": "COMPLETED",
     }
     assert report.outputs is not None and report.outputs["total"] == 9
     assert report.params["tags"] == ["x", "y"]  # default of an array parameter, typed
@@ -67,11 +70,17 @@ def test_failure_rolls_back_in_the_exit_handler(runner: LocalArgoRunner, redis_c
     report = progress(UUID(run.uid))
     assert report.status == "FAILED" and report.rollback_status == "COMPLETED"
     assert {s.id: s.status for s in report.steps} == {
-        "make_a": "COMPENSATED", "make_b": "COMPENSATED", "explode": "FAILED", "cleanup": "COMPLETED",
+        "make_a": "COMPENSATED",
+        "make_b": "COMPENSATED",
+        "explode": "FAILED",
+        "cleanup": "COMPLETED",
     }
     assert redis_client.keys(f"foundryflow-test:resource:{run.uid}:*") == []
     assert redis_client.lrange("foundryflow-test:resource:log", 0, -1) == [
-        "create a", "create b", "delete b", "delete a",
+        "create a",
+        "create b",
+        "delete b",
+        "delete a",
     ]
 
 

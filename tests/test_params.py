@@ -15,7 +15,12 @@ PIPELINE = Pipeline.model_validate(
         "parameters": [
             {"name": "count", "type": "integer", "required": True, "minimum": 1, "maximum": 10},
             {"name": "ratio", "type": "number", "default": 0.5},
-            {"name": "mode", "type": "string", "enum": ["dedicated", "shared"], "default": "shared"},
+            {
+                "name": "mode",
+                "type": "string",
+                "enum": ["dedicated", "shared"],
+                "default": "shared",
+            },
             {"name": "flag", "type": "boolean", "default": False},
             {"name": "items", "type": "array"},
             {"name": "config", "type": "object"},
@@ -28,15 +33,27 @@ PIPELINE = Pipeline.model_validate(
 
 def test_defaults_are_applied() -> None:
     assert validate_run_params(PIPELINE, {"count": 2}) == {
-        "count": 2, "ratio": 0.5, "mode": "shared", "flag": False,
-        "items": None, "config": None, "anything": None,
+        "count": 2,
+        "ratio": 0.5,
+        "mode": "shared",
+        "flag": False,
+        "items": None,
+        "config": None,
+        "anything": None,
     }
 
 
 def test_valid_values_keep_their_types() -> None:
     params = validate_run_params(
         PIPELINE,
-        {"count": 10, "ratio": 2, "flag": True, "items": [1, "a"], "config": {"k": [1]}, "anything": "s"},
+        {
+            "count": 10,
+            "ratio": 2,
+            "flag": True,
+            "items": [1, "a"],
+            "config": {"k": [1]},
+            "anything": "s",
+        },
     )
     assert params["ratio"] == 2 and params["items"] == [1, "a"] and params["config"] == {"k": [1]}
 

@@ -44,7 +44,12 @@ def statuses(execution_id: uuid.UUID) -> dict[str, str]:
 
 LINEAR = [
     {"id": "a", "action": "test.add", "params": {"a": "{{ params.n }}", "b": 1}},
-    {"id": "b", "action": "test.add", "depends_on": ["a"], "params": {"a": "{{ steps.a.outputs.total }}"}},
+    {
+        "id": "b",
+        "action": "test.add",
+        "depends_on": ["a"],
+        "params": {"a": "{{ steps.a.outputs.total }}"},
+    },
 ]
 N_PARAM = [{"name": "n", "type": "integer", "required": True}]
 
@@ -59,7 +64,9 @@ def test_steps_run_and_outputs_flow_downstream() -> None:
     report = progress(execution)
     assert report.percent == 100.0 and report.eta_seconds == 0.0
     with session_scope() as session:
-        row = session.scalars(select(StepRun).where(StepRun.execution_id == execution, StepRun.step_id == "b")).one()
+        row = session.scalars(
+            select(StepRun).where(StepRun.execution_id == execution, StepRun.step_id == "b")
+        ).one()
         assert row.params == {"a": 42} and row.attempt == 1
 
 
@@ -86,9 +93,18 @@ def test_failed_step_records_error_and_can_be_retried() -> None:
 def test_condition_false_skips_and_dependents_use_default() -> None:
     p = pipeline(
         [
-            {"id": "maybe", "action": "test.add", "condition": "{{ params.go }}", "params": {"a": 1}},
-            {"id": "after", "action": "test.echo", "depends_on": ["maybe"],
-             "params": {"value": "{{ steps.maybe.outputs.total | default('none') }}"}},
+            {
+                "id": "maybe",
+                "action": "test.add",
+                "condition": "{{ params.go }}",
+                "params": {"a": 1},
+            },
+            {
+                "id": "after",
+                "action": "test.echo",
+                "depends_on": ["maybe"],
+                "params": {"value": "{{ steps.maybe.outputs.total | default('none') }}"},
+            },
         ],
         parameters=[{"name": "go", "type": "boolean", "default": False}],
     )
@@ -107,7 +123,10 @@ def test_invalid_params_fail_the_step_before_the_action_runs(redis_client: Any) 
     execution = start(p, {"what": {"not": "a string"}})
     outcome = run_step(execution, "make")
     assert outcome.status == StepStatus.FAILED
-    assert outcome.error == "invalid params for action 'test.resource': name: Input should be a valid string"
+    assert (
+        outcome.error
+        == "invalid params for action 'test.resource': name: Input should be a valid string"
+    )
     assert redis_client.llen(RESOURCE_LOG) == 0  # the action never ran
     assert progress(execution).steps[0].attempt == 0
 
@@ -143,15 +162,21 @@ def test_on_failure_fail_stops_new_work() -> None:
     assert blocked.status == StepStatus.SKIPPED
     assert blocked.error == "not run: step 'boom' failed: RuntimeError: boom (on_failure: fail)"
     finished = finish_execution(execution)
-    assert finished.status == "FAILED" and finished.error == "step 'boom' failed: RuntimeError: boom"
+    assert (
+        finished.status == "FAILED" and finished.error == "step 'boom' failed: RuntimeError: boom"
+    )
 
 
 def test_on_failure_continue_keeps_going_but_reports_failure() -> None:
     p = pipeline(
         [
             {"id": "boom", "action": "test.fail", "params": {}},
-            {"id": "after", "action": "test.echo", "depends_on": ["boom"],
-             "params": {"value": "{{ steps.boom.status }}"}},
+            {
+                "id": "after",
+                "action": "test.echo",
+                "depends_on": ["boom"],
+                "params": {"value": "{{ steps.boom.status }}"},
+            },
         ],
         settings={"on_failure": "continue"},
     )
@@ -164,8 +189,18 @@ def test_on_failure_continue_keeps_going_but_reports_failure() -> None:
 def test_fanout_runs_per_item_and_gathers_outputs_in_order() -> None:
     p = pipeline(
         [
-            {"id": "sq", "action": "test.add", "foreach": "{{ params.xs }}", "params": {"a": "{{ item * item }}"}},
-            {"id": "sum", "action": "test.echo", "depends_on": ["sq"], "params": {"value": "{{ steps.sq.outputs.total | sum }}"}},
+            {
+                "id": "sq",
+                "action": "test.add",
+                "foreach": "{{ params.xs }}",
+                "params": {"a": "{{ item * item }}"},
+            },
+            {
+                "id": "sum",
+                "action": "test.echo",
+                "depends_on": ["sq"],
+                "params": {"value": "{{ steps.sq.outputs.total | sum }}"},
+            },
         ],
         parameters=[{"name": "xs", "type": "array", "required": True}],
     )
@@ -187,8 +222,15 @@ def test_fanout_runs_per_item_and_gathers_outputs_in_order() -> None:
 
 def test_fanout_partial_failure_is_failure() -> None:
     p = pipeline(
-        [{"id": "each", "action": "test.fail", "foreach": [1, 2], "condition": "{{ item == 2 }}",
-          "params": {"message": "item {{ item }} broke"}}]
+        [
+            {
+                "id": "each",
+                "action": "test.fail",
+                "foreach": [1, 2],
+                "condition": "{{ item == 2 }}",
+                "params": {"message": "item {{ item }} broke"},
+            }
+        ]
     )
     execution = start(p)
     fanout(execution, "each")
@@ -200,14 +242,18 @@ def test_fanout_partial_failure_is_failure() -> None:
 
 
 def test_empty_fanout_completes_with_empty_lists() -> None:
-    p = pipeline([{"id": "each", "action": "test.add", "foreach": "{{ [] }}", "params": {"a": "{{ item }}"}}])
+    p = pipeline(
+        [{"id": "each", "action": "test.add", "foreach": "{{ [] }}", "params": {"a": "{{ item }}"}}]
+    )
     execution = start(p)
     assert fanout(execution, "each") == []
     assert progress(execution).steps[0].status == "COMPLETED"
 
 
 def test_foreach_must_yield_a_list() -> None:
-    p = pipeline([{"id": "each", "action": "test.add", "foreach": "{{ 'abc' }}", "params": {"a": 1}}])
+    p = pipeline(
+        [{"id": "each", "action": "test.add", "foreach": "{{ 'abc' }}", "params": {"a": 1}}]
+    )
     execution = start(p)
     assert fanout(execution, "each") == []
     step = progress(execution).steps[0]
@@ -216,17 +262,34 @@ def test_foreach_must_yield_a_list() -> None:
 
 ROLLBACK_STEPS = [
     {"id": "a", "action": "test.resource", "params": {"name": "a"}},
-    {"id": "b", "action": "test.resource", "depends_on": ["a"], "params": {"name": "b", "fail_compensation": "{{ params.stuck }}"}},
+    {
+        "id": "b",
+        "action": "test.resource",
+        "depends_on": ["a"],
+        "params": {"name": "b", "fail_compensation": "{{ params.stuck }}"},
+    },
     {"id": "c", "action": "test.resource", "depends_on": ["b"], "params": {"name": "c"}},
-    {"id": "boom", "action": "test.fail", "depends_on": ["c"], "params": {"message": "quota exceeded"}},
-    {"id": "undo", "action": "test.echo", "condition": "{{ execution.status == 'FAILED' }}",
-     "params": {"value": "{{ execution.error_message }}"}},
+    {
+        "id": "boom",
+        "action": "test.fail",
+        "depends_on": ["c"],
+        "params": {"message": "quota exceeded"},
+    },
+    {
+        "id": "undo",
+        "action": "test.echo",
+        "condition": "{{ execution.status == 'FAILED' }}",
+        "params": {"value": "{{ execution.error_message }}"},
+    },
 ]
 
 
 def test_rollback_compensates_in_reverse_order(redis_client: Any) -> None:
-    p = pipeline(ROLLBACK_STEPS, settings={"on_failure": "rollback"},
-                 parameters=[{"name": "stuck", "type": "boolean", "default": False}])
+    p = pipeline(
+        ROLLBACK_STEPS,
+        settings={"on_failure": "rollback"},
+        parameters=[{"name": "stuck", "type": "boolean", "default": False}],
+    )
     execution = start(p)
     for step in ("a", "b", "c", "boom"):
         run_step(execution, step)
@@ -234,20 +297,36 @@ def test_rollback_compensates_in_reverse_order(redis_client: Any) -> None:
     assert outcome.needed and outcome.status == "COMPLETED"
     assert outcome.compensated == ["c", "b", "a"]
     assert redis_client.lrange(RESOURCE_LOG, 0, -1) == [
-        "create a", "create b", "create c", "delete c", "delete b", "delete a",
+        "create a",
+        "create b",
+        "create c",
+        "delete c",
+        "delete b",
+        "delete a",
     ]
     assert redis_client.keys(f"foundryflow-test:resource:{execution}:*") == []
     assert rollback(execution).status == "COMPLETED"  # idempotent: nothing compensated twice
     assert redis_client.llen(RESOURCE_LOG) == 6
-    assert run_step(execution, "undo").outputs == {"value": "step 'boom' failed: RuntimeError: quota exceeded"}
+    assert run_step(execution, "undo").outputs == {
+        "value": "step 'boom' failed: RuntimeError: quota exceeded"
+    }
     finished = finish_execution(execution)
     assert finished.status == "FAILED"
-    assert statuses(execution) == {"a": "COMPENSATED", "b": "COMPENSATED", "c": "COMPENSATED", "boom": "FAILED", "undo": "COMPLETED"}
+    assert statuses(execution) == {
+        "a": "COMPENSATED",
+        "b": "COMPENSATED",
+        "c": "COMPENSATED",
+        "boom": "FAILED",
+        "undo": "COMPLETED",
+    }
 
 
 def test_failed_compensation_is_recorded_and_the_others_still_run(redis_client: Any) -> None:
-    p = pipeline(ROLLBACK_STEPS, settings={"on_failure": "rollback"},
-                 parameters=[{"name": "stuck", "type": "boolean", "default": False}])
+    p = pipeline(
+        ROLLBACK_STEPS,
+        settings={"on_failure": "rollback"},
+        parameters=[{"name": "stuck", "type": "boolean", "default": False}],
+    )
     execution = start(p, {"stuck": True})
     for step in ("a", "b", "c", "boom"):
         run_step(execution, step)
@@ -257,7 +336,9 @@ def test_failed_compensation_is_recorded_and_the_others_still_run(redis_client: 
     assert outcome.compensated == ["c", "a"]
     report = progress(execution)
     assert report.rollback_status == "FAILED" and "cannot delete b" in (report.rollback_error or "")
-    assert {s.id: s.compensation_error for s in report.steps}["b"] == "RuntimeError: cannot delete b"
+    assert {s.id: s.compensation_error for s in report.steps}[
+        "b"
+    ] == "RuntimeError: cannot delete b"
 
 
 def test_rollback_is_a_no_op_when_nothing_failed() -> None:
@@ -272,7 +353,8 @@ def test_finish_marks_lost_and_unrun_steps() -> None:
     execution = start(p, {"n": 1})
     with session_scope() as session:  # a worker died mid-step: the row is stuck RUNNING
         session.execute(
-            update(StepRun).where(StepRun.execution_id == execution, StepRun.step_id == "a")
+            update(StepRun)
+            .where(StepRun.execution_id == execution, StepRun.step_id == "a")
             .values(status=StepStatus.RUNNING)
         )
     finished = finish_execution(execution, engine_failed=True)
@@ -287,7 +369,9 @@ def test_finish_marks_lost_and_unrun_steps() -> None:
 def test_engine_failure_without_step_failure_is_reported() -> None:
     p = pipeline(LINEAR, parameters=N_PARAM)
     execution = start(p, {"n": 1})
-    finished = finish_execution(execution, engine_failed=True, engine_message="the engine reported Error")
+    finished = finish_execution(
+        execution, engine_failed=True, engine_message="the engine reported Error"
+    )
     assert finished.status == "FAILED" and finished.error == "the engine reported Error"
 
 
@@ -341,7 +425,9 @@ def test_eta_is_the_critical_path_of_median_durations() -> None:
         with session_scope() as session:
             for step, seconds in durations.items():
                 row = session.scalars(
-                    select(StepRun).where(StepRun.execution_id == execution, StepRun.step_id == step)
+                    select(StepRun).where(
+                        StepRun.execution_id == execution, StepRun.step_id == step
+                    )
                 ).one()
                 row.finished_at = row.started_at + timedelta(seconds=seconds[run])  # type: ignore[operator]
         finish_execution(execution)
@@ -349,7 +435,10 @@ def test_eta_is_the_critical_path_of_median_durations() -> None:
     assert progress(fresh).eta_seconds == pytest.approx(20 + 50)  # a, then the slower branch c
     run_step(fresh, "a")
     assert progress(fresh).eta_seconds == pytest.approx(50)
-    assert progress(start(pipeline([{"id": "new", "action": "test.sleep", "params": {}}]))).eta_seconds is None
+    assert (
+        progress(start(pipeline([{"id": "new", "action": "test.sleep", "params": {}}]))).eta_seconds
+        is None
+    )
 
 
 def test_events_reach_the_callback_topic(redis_client: Any) -> None:
@@ -360,7 +449,11 @@ def test_events_reach_the_callback_topic(redis_client: Any) -> None:
     finish_execution(execution)
     events = [fields for _, fields in redis_client.xrange("ui:workflow-42")]
     assert [e["type"] for e in events] == [
-        "execution.started", "step.started", "step.completed", "step.started", "step.completed",
+        "execution.started",
+        "step.started",
+        "step.completed",
+        "step.started",
+        "step.completed",
         "execution.completed",
     ]
     assert all(e["execution_id"] == str(execution) for e in events)

@@ -12,7 +12,11 @@ from foundryflow.spec.loader import PipelineCatalog, load_pipeline, parse_pipeli
 from foundryflow.spec.validate import SpecError, find_cycle
 
 REPO = Path(__file__).resolve().parent.parent
-GUARDRAIL = ["guardrail-model-onboarding", "guardrail-cluster-recommendation", "guardrail-deployment"]
+GUARDRAIL = [
+    "guardrail-model-onboarding",
+    "guardrail-cluster-recommendation",
+    "guardrail-deployment",
+]
 
 
 def problems_of(spec: dict[str, Any]) -> list[str]:
@@ -45,7 +49,11 @@ def test_guardrail_pipelines_load_with_their_meaning() -> None:
     assert sorted(pipelines) == sorted(GUARDRAIL)
 
     onboarding = pipelines["guardrail-model-onboarding"]
-    assert [s.id for s in onboarding.steps] == ["validate_credential", "onboard_models", "update_rules"]
+    assert [s.id for s in onboarding.steps] == [
+        "validate_credential",
+        "onboard_models",
+        "update_rules",
+    ]
     assert onboarding.step("update_rules").depends_on == ["onboard_models"]
     assert onboarding.parameter("models_to_onboard").type == "json"
     assert onboarding.parameter("callback_topics").required is False
@@ -58,7 +66,11 @@ def test_guardrail_pipelines_load_with_their_meaning() -> None:
     assert deployment.settings.on_failure == "rollback"
     assert [s.id for s in deployment.finally_steps] == ["rollback"]
     assert [s.id for s in deployment.regular_steps] == [
-        "deploy_models", "create_profile", "create_deployment", "build_config", "sync_redis",
+        "deploy_models",
+        "create_profile",
+        "create_deployment",
+        "build_config",
+        "sync_redis",
     ]
     assert deployment.version == "1.0"
 
@@ -68,9 +80,14 @@ def test_unimplemented_actions_are_reported_not_crashed() -> None:
         load_pipeline(REPO / "pipelines" / "guardrail-deployment.yaml")
     messages = [str(p) for p in info.value.problems]
     assert len(messages) == 6  # one per step, all reported together
-    for step, action in [("deploy_models", "guardrail.deploy_models"), ("rollback", "guardrail.rollback")]:
+    for step, action in [
+        ("deploy_models", "guardrail.deploy_models"),
+        ("rollback", "guardrail.rollback"),
+    ]:
         assert any(
-            f"step {step!r}" in m and f"action {action!r} is registered" in m and "not implemented" in m
+            f"step {step!r}" in m
+            and f"action {action!r} is registered" in m
+            and "not implemented" in m
             and "guardrail-deployment.yaml" in m
             for m in messages
         ), messages
@@ -84,9 +101,16 @@ def test_valid_spec_loads() -> None:
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"steps": [{"id": "a", "action": "nope.nothing"}]}, "unknown action 'nope.nothing' (known actions:"),
         (
-            {"steps": [{"id": "a", "action": "test.add", "params": {"a": 1}, "depends_on": ["ghost"]}]},
+            {"steps": [{"id": "a", "action": "nope.nothing"}]},
+            "unknown action 'nope.nothing' (known actions:",
+        ),
+        (
+            {
+                "steps": [
+                    {"id": "a", "action": "test.add", "params": {"a": 1}, "depends_on": ["ghost"]}
+                ]
+            },
             "depends on unknown step 'ghost'",
         ),
         (
@@ -94,14 +118,26 @@ def test_valid_spec_loads() -> None:
             "params.y refers to an undeclared parameter",
         ),
         (
-            {"steps": [{"id": "a", "action": "test.add", "params": {"a": "{{ steps.zz.outputs.total }}"}}]},
+            {
+                "steps": [
+                    {
+                        "id": "a",
+                        "action": "test.add",
+                        "params": {"a": "{{ steps.zz.outputs.total }}"},
+                    }
+                ]
+            },
             "refers to unknown step 'zz'",
         ),
         (
             {
                 "steps": [
                     {"id": "a", "action": "test.add", "params": {"a": 1}},
-                    {"id": "b", "action": "test.add", "params": {"a": "{{ steps.a.outputs.total }}"}},
+                    {
+                        "id": "b",
+                        "action": "test.add",
+                        "params": {"a": "{{ steps.a.outputs.total }}"},
+                    },
                 ]
             },
             "step 'b' does not depend on 'a'",
@@ -110,8 +146,12 @@ def test_valid_spec_loads() -> None:
             {
                 "steps": [
                     {"id": "a", "action": "test.add", "params": {"a": 1}},
-                    {"id": "b", "action": "test.add", "depends_on": ["a"],
-                     "params": {"a": "{{ steps.a.outputs.nope }}"}},
+                    {
+                        "id": "b",
+                        "action": "test.add",
+                        "depends_on": ["a"],
+                        "params": {"a": "{{ steps.a.outputs.nope }}"},
+                    },
                 ]
             },
             "action 'test.add' has no output 'nope' (it returns: total)",
@@ -126,7 +166,15 @@ def test_valid_spec_loads() -> None:
             "'item' is only defined inside a step with foreach",
         ),
         (
-            {"steps": [{"id": "a", "action": "test.echo", "params": {"value": "{{ execution.status }}"}}]},
+            {
+                "steps": [
+                    {
+                        "id": "a",
+                        "action": "test.echo",
+                        "params": {"value": "{{ execution.status }}"},
+                    }
+                ]
+            },
             "execution.status is only known in the closing phase",
         ),
         (
@@ -134,11 +182,22 @@ def test_valid_spec_loads() -> None:
             "unknown name 'os'",
         ),
         (
-            {"steps": [{"id": "a", "action": "test.echo", "params": {"value": "{% for i in x %}{% endfor %}"}}]},
+            {
+                "steps": [
+                    {
+                        "id": "a",
+                        "action": "test.echo",
+                        "params": {"value": "{% for i in x %}{% endfor %}"},
+                    }
+                ]
+            },
             "statements ({% ... %}) are not allowed",
         ),
         ({"steps": [{"id": "ff_start", "action": "test.echo"}]}, "reserved"),
-        ({"steps": [{"id": "Bad-Id", "action": "test.echo"}]}, "step 'Bad-Id': id: String should match"),
+        (
+            {"steps": [{"id": "Bad-Id", "action": "test.echo"}]},
+            "step 'Bad-Id': id: String should match",
+        ),
         (
             {"steps": [{"id": "a", "action": "test.echo"}, {"id": "a", "action": "test.echo"}]},
             "duplicate step id",
@@ -189,7 +248,12 @@ def test_every_problem_is_reported_at_once() -> None:
     spec = base(
         steps=[
             {"id": "a", "action": "nope.x"},
-            {"id": "b", "action": "test.add", "params": {"a": "{{ params.missing }}"}, "depends_on": ["zz"]},
+            {
+                "id": "b",
+                "action": "test.add",
+                "params": {"a": "{{ params.missing }}"},
+                "depends_on": ["zz"],
+            },
         ]
     )
     messages = problems_of(spec)
@@ -204,7 +268,12 @@ def test_transitive_dependency_allows_reference() -> None:
         steps=[
             {"id": "a", "action": "test.add", "params": {"a": 1}},
             {"id": "b", "action": "test.add", "params": {"a": 2}, "depends_on": ["a"]},
-            {"id": "c", "action": "test.add", "params": {"a": "{{ steps.a.outputs.total }}"}, "depends_on": ["b"]},
+            {
+                "id": "c",
+                "action": "test.add",
+                "params": {"a": "{{ steps.a.outputs.total }}"},
+                "depends_on": ["b"],
+            },
         ]
     )
     assert parse_pipeline(spec, "spec.yaml").step("c").depends_on == ["b"]
@@ -219,7 +288,10 @@ def test_finally_step_may_read_any_step_and_execution_status() -> None:
                 "id": "undo",
                 "action": "test.echo",
                 "condition": "{{ execution.status == 'FAILED' }}",
-                "params": {"value": "{{ steps.a.outputs.total | default(none) }} {{ execution.error_message }}"},
+                "params": {
+                    "value": "{{ steps.a.outputs.total | default(none) }} "
+                    "{{ execution.error_message }}"
+                },
             },
         ],
     )
@@ -230,7 +302,11 @@ def test_finally_step_may_read_any_step_and_execution_status() -> None:
 def test_regular_step_cannot_depend_on_finally_step() -> None:
     spec = base(
         steps=[
-            {"id": "undo", "action": "test.echo", "condition": "{{ execution.status == 'FAILED' }}"},
+            {
+                "id": "undo",
+                "action": "test.echo",
+                "condition": "{{ execution.status == 'FAILED' }}",
+            },
             {"id": "a", "action": "test.echo", "depends_on": ["undo"]},
         ]
     )
@@ -249,7 +325,9 @@ def test_catalog_reports_duplicate_names_and_keeps_valid_ones(tmp_path: Path) ->
     spec = yaml.safe_dump(base())
     (tmp_path / "one.yaml").write_text(spec)
     (tmp_path / "two.yml").write_text(spec)
-    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(base(name="bad", steps=[{"id": "a", "action": "x.y"}])))
+    (tmp_path / "bad.yaml").write_text(
+        yaml.safe_dump(base(name="bad", steps=[{"id": "a", "action": "x.y"}]))
+    )
     catalog = PipelineCatalog([tmp_path])
     pipelines, problems = catalog.scan()
     assert list(pipelines) == ["p"]

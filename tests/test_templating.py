@@ -9,7 +9,13 @@ import pytest
 from foundryflow.spec.templating import TemplateRenderError, references, render
 
 CONTEXT: dict[str, Any] = {
-    "params": {"models": [{"id": 1}, {"id": 2}], "flag": True, "name": "guard", "n": 3, "none": None},
+    "params": {
+        "models": [{"id": 1}, {"id": 2}],
+        "flag": True,
+        "name": "guard",
+        "n": 3,
+        "none": None,
+    },
     "steps": {"a": {"status": "COMPLETED", "outputs": {"ids": ["x", "y"], "count": 2}}},
     "execution": {"status": "FAILED", "error_message": "step 'a' failed: boom", "id": "e1"},
 }
@@ -54,7 +60,10 @@ def test_render_recurses_into_structures() -> None:
         ("{{ params.name.__init__.__globals__ }}", "unsafe"),
         ("{{ params.models.append(3) }}", "unsafe"),
         ("{{ params.models.pop() }}", "unsafe"),
-        ("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}", "statements"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}{% endfor %}",
+            "statements",
+        ),
         ("{{ 'a' * 1000000000 }}", "longer than"),
         ("{{ [1] * 100000000 }}", "longer than"),
         ("{{ (9 ** 9) ** (9 ** 9) }}", "exponent"),

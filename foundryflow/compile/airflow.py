@@ -22,7 +22,8 @@ from typing import Any
 
 from airflow.sdk import DAG, BaseOperator, Param, TriggerRule
 
-from foundryflow.actions.registry import ActionRegistry, registry as default_registry
+from foundryflow.actions.registry import ActionRegistry
+from foundryflow.actions.registry import registry as default_registry
 from foundryflow.spec.loader import PipelineCatalog
 from foundryflow.spec.model import Parameter, Pipeline, Step
 from operators import (
@@ -123,7 +124,9 @@ def build_dag(pipeline: Pipeline, registry: ActionRegistry = default_registry) -
             if step.foreach is None:
                 tasks[step.id] = entry[step.id] = ActionOperator(task_id=step.id, **common)
             else:
-                fan = FanoutOperator(task_id=f"{step.id}__fanout", step_id=step.id, trigger_rule=rule)
+                fan = FanoutOperator(
+                    task_id=f"{step.id}__fanout", step_id=step.id, trigger_rule=rule
+                )
                 mapped = ActionOperator.partial(task_id=step.id, **common).expand(
                     item_index=fan.output
                 )
@@ -153,7 +156,7 @@ def build_dag(pipeline: Pipeline, registry: ActionRegistry = default_registry) -
 
 
 def build_dags(catalog: PipelineCatalog | None = None) -> dict[str, DAG]:
-    """DAGs of every valid spec; broken specs are reported by ``dags/foundryflow_spec_errors.py``."""
+    """DAGs of every valid spec; ``dags/foundryflow_spec_errors.py`` reports broken ones."""
     catalog = catalog or PipelineCatalog(require_actions=False)
     dags: dict[str, DAG] = {}
     for pipeline in catalog.load_valid():

@@ -173,7 +173,14 @@ def rollback_args() -> list[str]:
 
 
 def finish_args() -> list[str]:
-    return ["executions", "finish", "--execution-id", EXECUTION_ID, "--engine-status", ENGINE_STATUS]
+    return [
+        "executions",
+        "finish",
+        "--execution-id",
+        EXECUTION_ID,
+        "--engine-status",
+        ENGINE_STATUS,
+    ]
 
 
 # --------------------------------------------------------------------------- templates

@@ -50,7 +50,7 @@ def publish(event_type: str, fields: dict[str, Any], topics: list[str]) -> None:
     try:
         pipe = _client(settings.redis_url).pipeline(transaction=False)
         for stream in (settings.events_stream, *topics):
-            pipe.xadd(stream, entry, maxlen=settings.events_maxlen, approximate=True)  # type: ignore[arg-type]
+            pipe.xadd(stream, entry, maxlen=settings.events_maxlen, approximate=True)
         pipe.execute()
     except redis.RedisError as exc:
         log.warning("could not publish %s event to Redis: %s", event_type, exc)

@@ -86,7 +86,9 @@ class PipelineCatalog:
                 continue
             if pipeline.name in pipelines:
                 other = sources[pipeline.name]
-                problems.append(Problem(str(path), "name", f"pipeline {pipeline.name!r} is also in {other}"))
+                problems.append(
+                    Problem(str(path), "name", f"pipeline {pipeline.name!r} is also in {other}")
+                )
                 continue
             pipelines[pipeline.name] = pipeline
             sources[pipeline.name] = path

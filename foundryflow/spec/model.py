@@ -131,7 +131,7 @@ class PipelineSettings(_Strict):
 
 
 class Step(_Strict):
-    """One node of the pipeline graph; ``action`` names an entry point of ``foundryflow.actions``."""
+    """One node of the pipeline graph; ``action`` names a ``foundryflow.actions`` entry point."""
 
     id: Annotated[str, StringConstraints(pattern=STEP_ID_PATTERN)]
     name: str | None = None

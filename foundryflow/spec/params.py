@@ -56,7 +56,7 @@ def params_model(pipeline: Pipeline) -> type[BaseModel]:
     for parameter in pipeline.parameters:
         default = ... if parameter.required and not parameter.has_default else parameter.default
         fields[parameter.name] = (_annotation(parameter), default)
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    return create_model(
         f"{pipeline.name}-params",
         __config__=ConfigDict(extra="forbid", strict=True),
         **fields,

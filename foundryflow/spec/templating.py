@@ -53,9 +53,9 @@ class _BoundedSandbox(ImmutableSandboxedEnvironment):
             return operator.pow(left, right)
         if operator_ == "*":
             for seq, count in ((left, right), (right, left)):
-                if isinstance(seq, str | list | tuple) and isinstance(count, int):
-                    if len(seq) * count > MAX_SEQUENCE:
-                        raise SecurityError(f"result longer than {MAX_SEQUENCE} items")
+                sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
+                if sized and len(seq) * count > MAX_SEQUENCE:
+                    raise SecurityError(f"result longer than {MAX_SEQUENCE} items")
             return operator.mul(left, right)
         result = operator.add(left, right)
         if isinstance(result, str | list | tuple) and len(result) > MAX_SEQUENCE:
@@ -227,7 +227,8 @@ def _walk(node: nodes.Node, defaulted: bool) -> Iterator[Reference]:
     if isinstance(node, nodes.Filter) and node.name in ("default", "d"):
         if node.node is not None:
             yield from _walk(node.node, defaulted=True)
-        for child in (*node.args, *[kw.value for kw in node.kwargs]):
+        arguments: list[nodes.Node] = [*node.args, *(kw.value for kw in node.kwargs)]
+        for child in arguments:
             yield from _walk(child, defaulted)
         return
     chain = _attribute_chain(node)

@@ -95,7 +95,9 @@ class Resource(Action[ResourceParams, ResourceOutputs]):
         self._redis().set(key, "1")
         return ResourceOutputs(key=key)
 
-    def compensate(self, ctx: ActionContext, params: ResourceParams, outputs: ResourceOutputs) -> None:
+    def compensate(
+        self, ctx: ActionContext, params: ResourceParams, outputs: ResourceOutputs
+    ) -> None:
         if params.fail_compensation:
             raise RuntimeError(f"cannot delete {params.name}")
         self._redis().rpush(RESOURCE_PREFIX + "log", f"delete {params.name}")
