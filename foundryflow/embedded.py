@@ -22,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
@@ -222,7 +223,29 @@ def _chown(path: Path, user: str | None) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
-class EmbeddedPostgres:
+class _Server(ABC):
+    """A server this process may start and must stop; usable as a context manager."""
+
+    @abstractmethod
+    def start(self) -> str: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedPostgres(_Server):
     """A PostgreSQL cluster owned by this project, kept in ``root/"postgres"``.
 
     The cluster is initialized once and reused, so data survives restarts. If the folder's
@@ -314,18 +337,6 @@ class EmbeddedPostgres:
         self._owned = False
         self._server_pid = None
         self._url = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # internals
 
@@ -466,7 +477,7 @@ def find_redis_server() -> Path:
     )
 
 
-class EmbeddedRedis:
+class EmbeddedRedis(_Server):
     """A memory-only Redis owned by this project, run from ``root/"redis"``.
 
     Nothing is persisted (``--save "" --appendonly no``): events and configs in Redis are
@@ -529,18 +540,6 @@ class EmbeddedRedis:
             self._proc = None
             (self.data_root / "owner.json").unlink(missing_ok=True)
         self._url = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def _start(self) -> str:
         binary = find_redis_server()

@@ -171,12 +171,7 @@ class _Checker:
             ("foreach", step.foreach),
         ]
         for section, value in sections:
-            try:
-                refs = list(references(value))
-            except TemplateRenderError as exc:
-                self.add(f"{where}: {section}", str(exc))
-                continue
-            for ref in refs:
+            for ref in self._references_in(f"{where}: {section}", value):
                 message = self._reference_problem(step, section, ref, upstream, cycle_free)
                 if message:
                     self.add(f"{where}: {section}", message)
@@ -238,14 +233,17 @@ class _Checker:
             return None
         return list(self.registry.get(step.action).Outputs.model_fields)
 
+    def _references_in(self, where: str, value: Any) -> list[Reference]:
+        """References of ``value``; a template that does not parse is itself a problem."""
+        try:
+            return list(references(value))
+        except TemplateRenderError as exc:
+            self.add(where, str(exc))
+            return []
+
     def _outputs(self) -> None:
         for name, value in self.pipeline.outputs.items():
-            try:
-                refs = list(references(value))
-            except TemplateRenderError as exc:
-                self.add(f"output {name!r}", str(exc))
-                continue
-            for ref in refs:
+            for ref in self._references_in(f"output {name!r}", value):
                 if ref.root == "params" and (not ref.path or ref.path[0] not in self.parameters):
                     self.add(f"output {name!r}", f"{ref} refers to an undeclared parameter")
                 elif ref.root == "steps" and (not ref.path or ref.path[0] not in self.steps):
