@@ -67,6 +67,8 @@ class AirflowLocal:
             "PYTHONPATH": os.pathsep.join(
                 filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])
             ),
+            # standalone starts its components as `airflow ...`: the venv must be on PATH.
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
             "FOUNDRYFLOW_DATABASE_URL": services.database_url,
             "FOUNDRYFLOW_REDIS_URL": services.redis_url,
             "FOUNDRYFLOW_PIPELINES_PATH": json.dumps([str(p) for p in settings.pipelines_path]),
