@@ -6,6 +6,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from foundryflow.store import catalog  # noqa: F401  (registers the catalog tables)
 from foundryflow.store.db import database_url
 from foundryflow.store.models import Base
 

@@ -8,7 +8,19 @@ from sqlalchemy import create_engine, inspect
 
 from foundryflow.store import migrate
 from foundryflow.store.db import normalize_url
+from foundryflow.store import catalog  # noqa: F401  (registers the catalog tables)
 from foundryflow.store.models import Base
+
+EXECUTION_TABLES = {"executions", "step_runs"}
+CATALOG_TABLES = {
+    "hardware_configs",
+    "inference_frameworks",
+    "use_case_taxonomy",
+    "models",
+    "model_versions",
+    "benchmark_configs",
+    "benchmark_results",
+}
 
 
 def test_models_match_migrations(database_url: str) -> None:
@@ -26,9 +38,21 @@ def test_downgrade_to_base_and_back(database_url: str) -> None:
     try:
         migrate.downgrade("base")
         assert migrate.current() is None
-        assert not {"executions", "step_runs"} & set(inspect(engine).get_table_names())
+        assert set(inspect(engine).get_table_names()) == {migrate.VERSION_TABLE}
     finally:
         migrate.upgrade()
-    assert migrate.current() == "0001"
-    assert {"executions", "step_runs"} <= set(inspect(engine).get_table_names())
+    assert migrate.current() == "0002"
+    assert EXECUTION_TABLES | CATALOG_TABLES <= set(inspect(engine).get_table_names())
     engine.dispose()
+
+
+def test_one_step_downgrade_removes_only_the_matrix(database_url: str) -> None:
+    engine = create_engine(normalize_url(database_url))
+    try:
+        migrate.downgrade("-1")
+        assert migrate.current() == "0001"
+        tables = set(inspect(engine).get_table_names())
+        assert EXECUTION_TABLES <= tables and not CATALOG_TABLES & tables
+    finally:
+        migrate.upgrade()
+        engine.dispose()
