@@ -165,6 +165,20 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. -1 o
     console.print(f"database at revision {migrate.current()}")
 
 
+@db_app.command("seed")
+def db_seed() -> None:
+    """Upsert the reference catalog (hardware, frameworks, use cases, models); idempotent."""
+    from foundryflow.benchmark.seed import seed_catalog
+    from foundryflow.store.db import session_scope
+
+    with session_scope() as session:
+        counts = seed_catalog(session)
+    console.print(
+        f"catalog: {counts.hardware} hardware configs, {counts.frameworks} frameworks, "
+        f"{counts.use_cases} use cases, {counts.models} models"
+    )
+
+
 @db_app.command("current")
 def db_current() -> None:
     """Print the current schema revision."""
