@@ -44,6 +44,22 @@ def _view(report: Any) -> Group:
     )
 
 
+def _configure_orm() -> None:
+    """Configure every SQLAlchemy mapper (Airflow's and ours) before the follower starts.
+
+    Mapper configuration takes a global lock on first use; when the follower's first query
+    and dag.test()'s first query race to configure, the run can hang. Doing it once here,
+    in the main thread, leaves nothing to race for.
+    """
+    from airflow.models import import_all_models
+    from sqlalchemy.orm import configure_mappers
+
+    import foundryflow.store.models  # noqa: F401  (registers our mappers)
+
+    import_all_models()
+    configure_mappers()
+
+
 def run_pipeline(pipeline: Pipeline, params: dict[str, Any], console: Console) -> bool:
     """Run ``pipeline`` with ``params``; True when the execution completed."""
     from foundryflow.platform import platform
@@ -53,6 +69,7 @@ def run_pipeline(pipeline: Pipeline, params: dict[str, Any], console: Console) -
         from foundryflow.runtime import progress
 
         dag = build_dag(pipeline)
+        _configure_orm()
         since = datetime.now(UTC)
         done = threading.Event()
         found: list[UUID] = []

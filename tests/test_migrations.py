@@ -6,9 +6,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
-from foundryflow.store import migrate
+from foundryflow.store import (
+    catalog,  # noqa: F401  (registers the catalog tables)
+    migrate,
+)
 from foundryflow.store.db import normalize_url
-from foundryflow.store import catalog  # noqa: F401  (registers the catalog tables)
 from foundryflow.store.models import Base
 
 EXECUTION_TABLES = {"executions", "step_runs"}
@@ -42,7 +44,7 @@ def test_downgrade_to_base_and_back(database_url: str) -> None:
     finally:
         migrate.upgrade()
     assert migrate.current() == "0002"
-    assert EXECUTION_TABLES | CATALOG_TABLES <= set(inspect(engine).get_table_names())
+    assert set(inspect(engine).get_table_names()) >= EXECUTION_TABLES | CATALOG_TABLES
     engine.dispose()
 
 
@@ -52,7 +54,7 @@ def test_one_step_downgrade_removes_only_the_matrix(database_url: str) -> None:
         migrate.downgrade("-1")
         assert migrate.current() == "0001"
         tables = set(inspect(engine).get_table_names())
-        assert EXECUTION_TABLES <= tables and not CATALOG_TABLES & tables
+        assert tables >= EXECUTION_TABLES and not CATALOG_TABLES & tables
     finally:
         migrate.upgrade()
         engine.dispose()

@@ -46,7 +46,7 @@ def base(**overrides: Any) -> dict[str, Any]:
 def test_guardrail_pipelines_load_with_their_meaning() -> None:
     catalog = PipelineCatalog([REPO / "pipelines"], require_actions=False)
     pipelines = catalog.load()
-    assert sorted(pipelines) == sorted(GUARDRAIL)
+    assert set(GUARDRAIL) <= set(pipelines)
 
     onboarding = pipelines["guardrail-model-onboarding"]
     assert [s.id for s in onboarding.steps] == [
