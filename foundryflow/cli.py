@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from foundryflow.benchmark.cli import matrix_app
 from foundryflow.config import REPO_ROOT
 
 app = typer.Typer(
@@ -49,6 +50,7 @@ for sub, name in (
     (argo_app, "argo"),
     (pipelines_app, "pipelines"),
     (actions_app, "actions"),
+    (matrix_app, "matrix"),
 ):
     app.add_typer(sub, name=name)
 
@@ -531,5 +533,16 @@ def run(
         raise typer.Exit(1)
 
 
+def main() -> None:
+    """The console script: a missing database setting is a usage error, not a traceback."""
+    from foundryflow.store.db import DatabaseNotConfiguredError
+
+    try:
+        app()
+    except DatabaseNotConfiguredError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":  # `python -m foundryflow.cli`, as the Argo tests run it
-    app()
+    main()

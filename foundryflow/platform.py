@@ -100,6 +100,20 @@ def migrate_airflow(env: dict[str, str]) -> None:
     marker.touch()
 
 
+def _seed_empty_catalog() -> None:
+    """A fresh platform gets the reference catalog, so the benchmark pipelines have models
+    and hardware to work on; a catalog someone has filled is left as it is."""
+    from sqlalchemy import exists, select
+
+    from foundryflow.benchmark.seed import seed_catalog
+    from foundryflow.store.catalog import HardwareConfig
+    from foundryflow.store.db import session_scope
+
+    with session_scope() as session:
+        if not session.scalar(select(exists().select_from(HardwareConfig))):
+            seed_catalog(session)
+
+
 @contextmanager
 def platform(port: int = 8080) -> Iterator[tuple[ServiceUrls, AirflowLocal, dict[str, str]]]:
     """Services up, our schema migrated, Airflow configured and migrated; stops services."""
@@ -113,6 +127,7 @@ def platform(port: int = 8080) -> Iterator[tuple[ServiceUrls, AirflowLocal, dict
         env = airflow.environment(services, settings)
         os.environ.update(env)
         get_settings.cache_clear()
+        _seed_empty_catalog()
         migrate_airflow(env)
         yield services, airflow, env
 

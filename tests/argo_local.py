@@ -18,6 +18,7 @@ import re
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +113,7 @@ class LocalArgoRunner:
                     if not items:
                         state[name] = "Skipped"
                         continue
-                outcomes = []
+                pod_scopes = []
                 for item in items:
                     item_text = item if isinstance(item, str) else json.dumps(item)
                     inputs = {
@@ -121,9 +122,12 @@ class LocalArgoRunner:
                         )
                         for p in task.get("arguments", {}).get("parameters", [])
                     }
-                    outcomes.append(
-                        self._pod(run, name, templates[task["template"]], {**local, **inputs})
-                    )
+                    pod_scopes.append({**local, **inputs})
+                # Argo starts the pods of a fan-out at once; so do we, so workers really race.
+                with ThreadPoolExecutor(max_workers=len(pod_scopes)) as pool:
+                    template = templates[task["template"]]
+                    futures = [pool.submit(self._pod, run, name, template, p) for p in pod_scopes]
+                    outcomes = [future.result() for future in futures]
                 if all(p.returncode == 0 for p in outcomes):
                     state[name] = "Succeeded"
                     results[name] = outcomes[-1].stdout.strip()

@@ -3,8 +3,10 @@ that rollback must delete, and a sleep for progress views."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import redis
 
@@ -15,6 +17,7 @@ from foundryflow.actions import (
     ActionOutputs,
     ActionParams,
 )
+from foundryflow.benchmark.runners import BaseRunner, BenchmarkCell, RunnerOptions
 from foundryflow.config import get_settings
 
 RESOURCE_PREFIX = "foundryflow-test:resource:"
@@ -116,3 +119,30 @@ class Sleep(Action[SleepParams, ActionOutputs]):
     def run(self, ctx: ActionContext, params: SleepParams) -> ActionOutputs:
         time.sleep(params.seconds)
         return ActionOutputs()
+
+
+class FixedRunnerOptions(RunnerOptions):
+    sleep_ms: int = 0
+    fail_batch_size: int | None = None
+    """Cells of this batch size raise, so retries and final failures can be tested."""
+    sigterm_after: int | None = None
+    """Send SIGTERM to this process after that many runs: a pod told to stop mid-batch."""
+
+
+class FixedRunner(BaseRunner[FixedRunnerOptions]):
+    """A benchmark runner with metrics derived from the cell: fast and checkable."""
+
+    name: ClassVar[str] = "test-fixed"
+    Options: ClassVar[type[RunnerOptions]] = FixedRunnerOptions
+
+    runs = 0
+
+    def run(self, cell: BenchmarkCell) -> dict[str, Any]:
+        options = self.options
+        self.runs += 1
+        if self.runs == options.sigterm_after:
+            os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(options.sleep_ms / 1000)
+        if cell.batch_size == options.fail_batch_size:
+            raise RuntimeError(f"batch size {cell.batch_size} is configured to fail")
+        return {"tokens_per_second": cell.batch_size * 100.0, "ttft_ms": cell.sequence_length / 10}
