@@ -1,4 +1,5 @@
-"""The status API (FastAPI): executions and their progress, for UIs and the Airflow plugin.
+"""The HTTP API (FastAPI): executions and their progress, and the benchmark-matrix workflow
+routes, for UIs, remote workers and the Airflow plugin.
 
 Kept out of ``plugins/`` so it can be served and tested on its own; the plugin only mounts it.
 """
@@ -11,6 +12,7 @@ from uuid import UUID
 from fastapi import FastAPI, HTTPException, Query
 from sqlalchemy import select
 
+from foundryflow.benchmark.api import router as workflow_router
 from foundryflow.runtime import ExecutionNotFoundError, progress
 from foundryflow.store.db import session_scope
 from foundryflow.store.models import Execution, ExecutionStatus
@@ -22,6 +24,7 @@ def create_app() -> FastAPI:
         description="Pipeline executions, whichever engine (Airflow or Argo) runs them.",
         version="1",
     )
+    app.include_router(workflow_router)
 
     @app.get("/api/v1/executions")
     def list_executions(
