@@ -1,0 +1,644 @@
+"""The helm backend, checked by the exact commands it runs and the files it hands helm.
+
+There is no helm binary and no cluster here: an injected runner records each argv (and the
+values and kubeconfig files while they exist) and answers with output recorded from helm.
+The default runner is exercised too, against a missing binary and a stand-in script.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from foundryflow.cluster.base import (
+    CHARTS_DIR,
+    BackendUnavailableError,
+    ChartReferenceError,
+    ClusterCommandError,
+    ClusterTimeoutError,
+    Endpoint,
+    InvalidReleaseError,
+    KubeconfigError,
+    ReleaseNotFoundError,
+    ReleaseSpec,
+    ReleaseState,
+    endpoints_from_manifests,
+    local_chart_path,
+)
+from foundryflow.cluster.helm import HelmBackend, parse_manifest, run_subprocess
+
+SECRET = "eyJhbGciOiJSUzI1NiJ9.c2VydmljZS1hY2NvdW50LXRva2Vu.s3cr3t-signature"
+KUBECONFIG = f"""apiVersion: v1
+kind: Config
+clusters:
+- name: gpu
+  cluster:
+    server: https://10.0.0.1:6443
+    certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t
+contexts:
+- name: gpu
+  context: {{cluster: gpu, user: deployer, namespace: default}}
+current-context: gpu
+users:
+- name: deployer
+  user:
+    token: {SECRET}
+"""
+CONN_ID = "kube_gpu"
+CHART = str(CHARTS_DIR / "model-endpoint")
+
+# `helm status demo --namespace ml -o json` of a model-endpoint release (Helm 3.16); the
+# chart's templates, values and files are shortened, everything else is as helm prints it.
+STATUS_JSON = json.dumps(
+    {
+        "name": "demo",
+        "info": {
+            "first_deployed": "2025-06-02T10:15:42.123456789Z",
+            "last_deployed": "2025-06-03T08:01:07.987654321Z",
+            "deleted": "",
+            "description": "Upgrade complete",
+            "status": "deployed",
+            "notes": "vLLM is serving Qwen/Qwen2.5-0.5B-Instruct as ...",
+        },
+        "chart": {
+            "metadata": {
+                "name": "model-endpoint",
+                "home": "https://github.com/vllm-project/vllm",
+                "sources": ["https://github.com/vllm-project/vllm"],
+                "version": "0.1.0",
+                "description": "An OpenAI-compatible LLM serving endpoint (vLLM) on NVIDIA GPUs",
+                "keywords": ["vllm", "llm", "inference", "foundryflow"],
+                "apiVersion": "v2",
+                "appVersion": "v0.10.2",
+                "kubeVersion": ">=1.28.0-0",
+                "type": "application",
+            },
+            "lock": None,
+            "templates": [{"name": "templates/service.yaml", "data": "YXBpVmVyc2lvbjogdjEK"}],
+            "values": {"replicaCount": 1},
+            "schema": "eyIkc2NoZW1hIjogImh0dHA6Ly9qc29uLXNjaGVtYS5vcmcvZHJhZnQtMDcvc2NoZW1hIyJ9",
+            "files": [{"name": ".helmignore", "data": "LkRTX1N0b3JlCg=="}],
+        },
+        "config": {"model": {"tensorParallelSize": 2, "dtype": "bfloat16"}},
+        "manifest": "---\n# Source: model-endpoint/templates/service.yaml\n...",
+        "version": 3,
+        "namespace": "ml",
+    }
+)
+
+# `helm upgrade --install ... -o json` of a first install prints the same release object.
+INSTALL_JSON = json.dumps(
+    {
+        **json.loads(STATUS_JSON),
+        "info": {
+            "first_deployed": "2025-06-02T10:15:42.123456789+02:00",
+            "last_deployed": "2025-06-02T10:15:42.123456789+02:00",
+            "deleted": "",
+            "description": "Install complete",
+            "status": "deployed",
+            "notes": "",
+        },
+        "version": 1,
+    }
+)
+
+# `helm get manifest demo --namespace ml`
+MANIFEST = """---
+# Source: model-endpoint/templates/serviceaccount.yaml
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: demo-model-endpoint
+  labels:
+    helm.sh/chart: model-endpoint-0.1.0
+    app.kubernetes.io/name: model-endpoint
+    app.kubernetes.io/instance: demo
+    app.kubernetes.io/version: "v0.10.2"
+    app.kubernetes.io/managed-by: Helm
+    app.kubernetes.io/component: inference-server
+    app.kubernetes.io/part-of: foundryflow
+    foundryflow.io/release: demo
+automountServiceAccountToken: false
+---
+# Source: model-endpoint/templates/service.yaml
+apiVersion: v1
+kind: Service
+metadata:
+  name: demo-model-endpoint
+  labels:
+    helm.sh/chart: model-endpoint-0.1.0
+    app.kubernetes.io/name: model-endpoint
+    app.kubernetes.io/instance: demo
+    app.kubernetes.io/version: "v0.10.2"
+    app.kubernetes.io/managed-by: Helm
+    app.kubernetes.io/component: inference-server
+    app.kubernetes.io/part-of: foundryflow
+    foundryflow.io/release: demo
+spec:
+  type: ClusterIP
+  selector:
+    app.kubernetes.io/name: model-endpoint
+    app.kubernetes.io/instance: demo
+  ports:
+    - name: http
+      port: 8000
+      targetPort: http
+      protocol: TCP
+      appProtocol: http
+---
+# Source: model-endpoint/templates/deployment.yaml
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: demo-model-endpoint
+  labels:
+    foundryflow.io/release: demo
+spec:
+  replicas: 1
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: model-endpoint
+      app.kubernetes.io/instance: demo
+  template:
+    metadata:
+      labels:
+        app.kubernetes.io/name: model-endpoint
+        app.kubernetes.io/instance: demo
+    spec:
+      containers:
+        - name: vllm
+          image: "vllm/vllm-openai:v0.10.2"
+          args:
+            - "--model=Qwen/Qwen2.5-0.5B-Instruct"
+            - "--tensor-parallel-size=2"
+          ports:
+            - name: http
+              containerPort: 8000
+              protocol: TCP
+"""
+
+
+@dataclass
+class Recorder:
+    """Stands in for the helm binary: records argv and files, replays recorded output."""
+
+    replies: list[tuple[int, str, str]]
+    calls: list[list[str]] = field(default_factory=list)
+    timeouts: list[float] = field(default_factory=list)
+    files: dict[str, tuple[int, str]] = field(default_factory=dict)
+    """flag -> (permission bits, content) of the file passed with it, read during the call."""
+
+    def __call__(self, argv: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
+        self.calls.append(list(argv))
+        self.timeouts.append(timeout)
+        for flag in ("--values", "--kubeconfig"):
+            if flag in argv:
+                path = Path(argv[argv.index(flag) + 1])
+                self.files[flag] = (stat.S_IMODE(path.stat().st_mode), path.read_text())
+        code, stdout, stderr = self.replies.pop(0)
+        return subprocess.CompletedProcess(argv, code, stdout, stderr)
+
+
+@pytest.fixture
+def kube_connection(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A Kubernetes connection as Airflow reads it from the environment."""
+    monkeypatch.setenv(
+        f"AIRFLOW_CONN_{CONN_ID.upper()}",
+        json.dumps({"conn_type": "kubernetes", "extra": {"kube_config": KUBECONFIG}}),
+    )
+    return CONN_ID
+
+
+@pytest.fixture
+def private_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Temp files of the backend land here, so a test can see that none are left."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    yield tmp_path
+    assert list(tmp_path.iterdir()) == [], "temp files left behind"
+
+
+def spec(**overrides: Any) -> ReleaseSpec:
+    fields: dict[str, Any] = {"name": "demo", "namespace": "ml", "chart": "model-endpoint"}
+    return ReleaseSpec(**(fields | overrides))
+
+
+def test_install_runs_upgrade_install_with_values_and_kubeconfig_files(
+    kube_connection: str, private_tmp: Path
+) -> None:
+    values = {"model": {"tensorParallelSize": 2, "dtype": "bfloat16"}, "replicaCount": 1}
+    runner = Recorder([(0, INSTALL_JSON, "")])
+
+    status = HelmBackend(runner=runner).install(
+        spec(values=values, kubeconfig_conn_id=kube_connection)
+    )
+
+    (argv,) = runner.calls
+    values_file, kubeconfig_file = argv[argv.index("--values") + 1], argv[-1]
+    assert argv == [
+        "helm", "upgrade", "--install", "demo", CHART,
+        "--namespace", "ml", "--create-namespace",
+        "--wait", "--atomic", "--timeout", "600s",
+        "--values", values_file,
+        "-o", "json",
+        "--kubeconfig", kubeconfig_file,
+    ]  # fmt: skip
+    assert Path(values_file).parent == Path(kubeconfig_file).parent
+    assert Path(values_file).parent.parent == private_tmp
+    assert runner.files["--values"] == (
+        0o600,
+        '{\n  "model": {\n    "dtype": "bfloat16",\n    "tensorParallelSize": 2\n  },\n'
+        '  "replicaCount": 1\n}\n',
+    )
+    assert runner.files["--kubeconfig"] == (0o600, KUBECONFIG)
+    assert not Path(values_file).exists() and not Path(kubeconfig_file).exists()
+    assert runner.timeouts == [660]  # helm's --timeout plus time to report
+
+    assert status.name == "demo" and status.namespace == "ml"
+    assert status.revision == 1 and status.state is ReleaseState.DEPLOYED and status.deployed
+    assert status.chart == "model-endpoint-0.1.0" and status.app_version == "v0.10.2"
+    assert status.description == "Install complete"
+
+
+def test_install_of_remote_charts(private_tmp: Path) -> None:
+    runner = Recorder([(0, INSTALL_JSON, ""), (0, INSTALL_JSON, "")])
+    backend = HelmBackend(helm_binary="/opt/helm/bin/helm", runner=runner)
+
+    backend.install(
+        spec(
+            chart="oci://ghcr.io/acme/charts/vllm",
+            chart_version="1.4.2",
+            wait=False,
+            atomic=False,
+            timeout_seconds=120,
+        )
+    )
+    backend.install(
+        spec(chart="vllm", repo_url="https://charts.acme.example/stable", chart_version="v2.0.0")
+    )
+
+    first, second = runner.calls
+    assert first[:12] == [
+        "/opt/helm/bin/helm", "upgrade", "--install", "demo", "oci://ghcr.io/acme/charts/vllm",
+        "--namespace", "ml", "--create-namespace", "--version", "1.4.2",
+        "--timeout", "120s",
+    ]  # fmt: skip
+    assert first[12] == "--values" and first[14:] == ["-o", "json"]
+    assert second[4:12] == [
+        "vllm", "--namespace", "ml", "--create-namespace",
+        "--version", "v2.0.0", "--repo", "https://charts.acme.example/stable",
+    ]  # fmt: skip
+    assert "--kubeconfig" not in first + second  # no connection: helm's ambient config
+
+
+def test_values_are_data_in_a_file_never_flags(private_tmp: Path) -> None:
+    hostile = {
+        "a": "--kubeconfig=/etc/passwd",
+        "b": "x,--set=image.repository=evil",
+        "c": '{{ .Files.Get "/etc/passwd" }}',
+        "d": "line\n--post-renderer=/bin/sh",
+    }
+    runner = Recorder([(0, INSTALL_JSON, ""), (0, INSTALL_JSON, "")])
+    HelmBackend(runner=runner).install(spec(values=hostile))
+    HelmBackend(runner=runner).install(spec())
+
+    with_values, without = runner.calls
+    assert with_values.pop(with_values.index("--values") + 1).endswith("values.json")
+    assert without.pop(without.index("--values") + 1).endswith("values.json")
+    assert with_values == without
+    assert json.loads(runner.files["--values"][1]) == {}  # the last call's (empty) values
+    assert not any(v in arg for v in hostile.values() for arg in with_values)
+
+
+def test_values_file_holds_the_values_verbatim(private_tmp: Path) -> None:
+    values = {"podAnnotations": {"note": '{{ .Files.Get "x" }}', "multi": "a\nb: c"}}
+    runner = Recorder([(0, INSTALL_JSON, "")])
+    HelmBackend(runner=runner).install(spec(values=values))
+    assert json.loads(runner.files["--values"][1]) == values
+
+
+def test_uninstall_command_and_idempotence(kube_connection: str, private_tmp: Path) -> None:
+    runner = Recorder(
+        [
+            (0, 'release "demo" uninstalled\n', ""),
+            (1, "", "Error: uninstall: Release not loaded: demo: release: not found\n"),
+        ]
+    )
+    backend = HelmBackend(runner=runner)
+
+    backend.uninstall("demo", "ml", kubeconfig_conn_id=kube_connection)
+    backend.uninstall("demo", "ml")  # already gone: not an error (rollback after a failure)
+
+    first, second = runner.calls
+    assert first == [
+        "helm", "uninstall", "demo", "--namespace", "ml", "--wait", "--kubeconfig", first[-1],
+    ]  # fmt: skip
+    assert second == ["helm", "uninstall", "demo", "--namespace", "ml", "--wait"]
+    assert runner.files["--kubeconfig"] == (0o600, KUBECONFIG)
+
+
+def test_uninstall_failure_is_reported(private_tmp: Path) -> None:
+    stderr = "Error: failed to delete release: demo: context deadline exceeded\n"
+    runner = Recorder([(1, "", stderr)])
+    with pytest.raises(ClusterCommandError) as caught:
+        HelmBackend(runner=runner).uninstall("demo", "ml")
+    assert str(caught.value) == (
+        "uninstall of release 'demo' in namespace 'ml' failed (helm exit 1): " + stderr.strip()
+    )
+
+
+def test_status_parses_helm_json(private_tmp: Path) -> None:
+    runner = Recorder([(0, STATUS_JSON, "")])
+    status = HelmBackend(runner=runner).status("demo", "ml")
+
+    assert runner.calls == [["helm", "status", "demo", "--namespace", "ml", "-o", "json"]]
+    assert status.model_dump() == {
+        "name": "demo",
+        "namespace": "ml",
+        "revision": 3,
+        "state": ReleaseState.DEPLOYED,
+        "chart": "model-endpoint-0.1.0",
+        "app_version": "v0.10.2",
+        "description": "Upgrade complete",
+        "last_deployed": datetime(2025, 6, 3, 8, 1, 7, 987654, tzinfo=UTC),
+        "notes": "vLLM is serving Qwen/Qwen2.5-0.5B-Instruct as ...",
+    }
+
+
+def test_failed_release_state_is_reported(private_tmp: Path) -> None:
+    failed = json.loads(STATUS_JSON)
+    failed["info"] |= {"status": "failed", "description": "Upgrade failed: timed out"}
+    status = HelmBackend(runner=Recorder([(0, json.dumps(failed), "")])).status("demo", "ml")
+    assert status.state is ReleaseState.FAILED and not status.deployed
+
+
+def test_status_of_a_missing_release(private_tmp: Path) -> None:
+    runner = Recorder([(1, "", "Error: release: not found\n")])
+    with pytest.raises(ReleaseNotFoundError, match=r"'demo'.*'ml'.*release: not found"):
+        HelmBackend(runner=runner).status("demo", "ml")
+
+
+def test_unreadable_helm_output_is_an_error(private_tmp: Path) -> None:
+    runner = Recorder([(0, "Release status: deployed\n", ""), (0, '{"name": "demo"}', "")])
+    with pytest.raises(ClusterCommandError, match="no readable release"):
+        HelmBackend(runner=runner).status("demo", "ml")
+    with pytest.raises(ClusterCommandError, match="no readable release"):
+        HelmBackend(runner=runner).status("demo", "ml")
+
+
+def test_endpoints_from_helm_get_manifest(kube_connection: str, private_tmp: Path) -> None:
+    runner = Recorder([(0, MANIFEST, "")])
+    endpoints = HelmBackend(runner=runner).endpoints("demo", "ml", kubeconfig_conn_id=CONN_ID)
+
+    (argv,) = runner.calls
+    assert argv == [
+        "helm",
+        "get",
+        "manifest",
+        "demo",
+        "--namespace",
+        "ml",
+        "--kubeconfig",
+        argv[-1],
+    ]
+    assert endpoints == [
+        Endpoint(
+            name="demo-model-endpoint",
+            port_name="http",
+            port=8000,
+            url="http://demo-model-endpoint.ml.svc.cluster.local:8000",
+        )
+    ]
+
+
+def test_endpoint_discovery_selects_the_release_services() -> None:
+    extra = """---
+# Source: model-endpoint/charts/metrics/templates/service.yaml
+apiVersion: v1
+kind: Service
+metadata: {name: demo-metrics, labels: {app.kubernetes.io/instance: demo}}
+spec: {ports: [{name: metrics, port: 9090}]}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: upstream, labels: {foundryflow.io/release: demo}}
+spec: {type: ExternalName, externalName: api.example.com}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: demo-router, namespace: edge, labels: {foundryflow.io/release: demo}}
+spec: {ports: [{name: grpc, port: 9000}, {port: 8080}]}
+"""
+    endpoints = endpoints_from_manifests(
+        parse_manifest(MANIFEST + extra), release="demo", namespace="ml"
+    )
+    assert [(e.name, e.port_name, e.url) for e in endpoints] == [
+        ("demo-model-endpoint", "http", "http://demo-model-endpoint.ml.svc.cluster.local:8000"),
+        ("demo-router", None, "http://demo-router.edge.svc.cluster.local:8080"),
+        ("demo-router", "grpc", "http://demo-router.edge.svc.cluster.local:9000"),
+    ]
+    assert endpoints_from_manifests(parse_manifest(MANIFEST), release="other", namespace="ml") == []
+
+
+def test_helm_failure_carries_helms_message(kube_connection: str, private_tmp: Path) -> None:
+    stderr = (
+        "Error: UPGRADE FAILED: release demo failed, and has been rolled back due to atomic "
+        "being set: context deadline exceeded\n"
+    )
+    runner = Recorder([(1, "", stderr)])
+    with pytest.raises(ClusterCommandError) as caught:
+        HelmBackend(runner=runner).install(spec(kubeconfig_conn_id=kube_connection))
+    assert "failed (helm exit 1)" in str(caught.value)
+    assert stderr.strip() in str(caught.value)
+    assert not Path(runner.calls[0][-1]).exists()  # the kubeconfig is removed on failure too
+
+
+def test_helm_warnings_do_not_fail_a_successful_command(private_tmp: Path) -> None:
+    warning = "Flag --atomic has been deprecated, use --rollback-on-failure instead\n"
+    runner = Recorder([(0, INSTALL_JSON, warning)])
+    assert HelmBackend(runner=runner).install(spec()).deployed
+
+
+def test_the_kubeconfig_secret_never_reaches_argv_logs_or_errors(
+    kube_connection: str,
+    private_tmp: Path,
+    caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    runner = Recorder(
+        [(0, INSTALL_JSON, ""), (0, STATUS_JSON, ""), (0, MANIFEST, ""), (1, "", "Error: boom")]
+    )
+    backend = HelmBackend(runner=runner)
+    backend.install(spec(kubeconfig_conn_id=kube_connection))
+    backend.status("demo", "ml", kubeconfig_conn_id=kube_connection)
+    backend.endpoints("demo", "ml", kubeconfig_conn_id=kube_connection)
+    with pytest.raises(ClusterCommandError) as caught:
+        backend.uninstall("demo", "ml", kubeconfig_conn_id=kube_connection)
+
+    assert all(SECRET not in arg and "server:" not in arg for c in runner.calls for arg in c)
+    assert all(c[-2] == "--kubeconfig" for c in runner.calls)
+    assert "running helm upgrade --install demo" in caplog.text  # commands are logged ...
+    assert SECRET not in caplog.text  # ... the kubeconfig never is
+    assert SECRET not in str(caught.value)
+    out, err = capfd.readouterr()
+    assert SECRET not in out + err
+
+
+def test_kubeconfig_connection_errors_run_nothing(
+    monkeypatch: pytest.MonkeyPatch, private_tmp: Path
+) -> None:
+    runner = Recorder([])
+    backend = HelmBackend(runner=runner)
+    with pytest.raises(KubeconfigError, match="'kube_missing' does not exist"):
+        backend.install(spec(kubeconfig_conn_id="kube_missing"))
+
+    monkeypatch.setenv("AIRFLOW_CONN_KUBE_EMPTY", json.dumps({"conn_type": "kubernetes"}))
+    with pytest.raises(KubeconfigError, match="'kube_empty' holds no kubeconfig"):
+        backend.status("demo", "ml", kubeconfig_conn_id="kube_empty")
+    assert runner.calls == []
+
+
+HOSTILE_SPECS = [
+    ({"chart": "../../etc"}, "neither the name of a chart directory"),
+    ({"chart": "model-endpoint/../../etc"}, "neither the name of a chart directory"),
+    ({"chart": "/etc"}, "neither the name of a chart directory"),
+    ({"chart": "file:///etc/passwd"}, "neither the name of a chart directory"),
+    ({"chart": "file://../../etc"}, "neither the name of a chart directory"),
+    ({"chart": "https://evil.example/chart.tgz"}, "neither the name of a chart directory"),
+    ({"chart": "no-such-chart"}, "no chart named 'no-such-chart'"),
+    ({"chart": "model-endpoint", "chart_version": "1.0.0"}, "chart_version is for remote charts"),
+    (
+        {"chart": "oci://robot:hunter2@ghcr.io/acme/vllm", "chart_version": "1.0.0"},
+        "must not carry credentials",
+    ),
+    ({"chart": "oci://ghcr.io/acme/../vllm", "chart_version": "1.0.0"}, "'..' path segments"),
+    ({"chart": "oci://ghcr.io/acme/vllm?x=1", "chart_version": "1.0.0"}, "is malformed"),
+    ({"chart": "oci://ghcr.io/acme/vllm"}, "needs an exact chart_version"),
+    ({"chart": "oci://ghcr.io/acme/vllm", "chart_version": "^1.2"}, "not an exact semantic"),
+    ({"chart": "oci://ghcr.io/acme/vllm", "chart_version": "--devel"}, "not an exact semantic"),
+    (
+        {"chart": "vllm", "repo_url": "https://u:tok@charts.example", "chart_version": "1.0.0"},
+        "must not carry credentials",
+    ),
+    (
+        {"chart": "vllm", "repo_url": "http://charts.example", "chart_version": "1.0.0"},
+        "expected https://",
+    ),
+    (
+        {"chart": "--set", "repo_url": "https://charts.example", "chart_version": "1.0.0"},
+        "is not a chart name",
+    ),
+    ({"name": "Demo"}, "not a DNS-1123 label"),
+    ({"name": "demo_1"}, "not a DNS-1123 label"),
+    ({"name": "--kubeconfig=/tmp/x"}, "not a DNS-1123 label"),
+    ({"name": "a" * 54}, "at most 53"),
+    ({"namespace": "--kubeconfig"}, "not a DNS-1123 label"),
+    ({"namespace": "-n"}, "not a DNS-1123 label"),
+    ({"namespace": "ml --all"}, "not a DNS-1123 label"),
+    ({"namespace": "a" * 64}, "at most 63"),
+    ({"kubeconfig_conn_id": "--kubeconfig"}, "not an Airflow connection id"),
+    ({"atomic": True, "wait": False}, "atomic needs wait"),
+    ({"timeout_seconds": 0}, "greater than or equal to 1"),
+    ({"set": ["image.tag=x"]}, "Extra inputs are not permitted"),
+    ({"values": {"model": object()}}, "values.model"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "message"), HOSTILE_SPECS)
+def test_hostile_release_specs_are_refused(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message.replace("^", r"\^")):
+        spec(**overrides)
+
+
+@pytest.mark.parametrize(
+    ("name", "namespace"),
+    [("demo", "--kubeconfig"), ("--all", "ml"), ("../x", "ml"), ("demo", ""), ("Demo", "ml")],
+)
+def test_hostile_names_run_no_command(name: str, namespace: str) -> None:
+    runner = Recorder([])
+    backend = HelmBackend(runner=runner)
+    for call in (backend.uninstall, backend.status, backend.endpoints):
+        with pytest.raises(InvalidReleaseError, match="not a DNS-1123 label"):
+            call(name, namespace)
+    with pytest.raises(InvalidReleaseError, match="not an Airflow connection id"):
+        backend.status("demo", "ml", kubeconfig_conn_id="-x")
+    assert runner.calls == []
+
+
+def test_chart_symlinks_cannot_leave_the_charts_folder(tmp_path: Path) -> None:
+    charts, outside = tmp_path / "charts", tmp_path / "outside"
+    (charts / "good").mkdir(parents=True)
+    (charts / "good" / "Chart.yaml").write_text("apiVersion: v2\nname: good\nversion: 0.1.0\n")
+    outside.mkdir()
+    (outside / "Chart.yaml").write_text("apiVersion: v2\nname: evil\nversion: 0.1.0\n")
+    (charts / "evil").symlink_to(outside)
+
+    assert local_chart_path("good", charts) == (charts / "good").resolve()
+    with pytest.raises(ChartReferenceError, match="outside"):
+        local_chart_path("evil", charts)
+
+
+def test_missing_helm_binary(private_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(BackendUnavailableError, match=r"helm binary '/nonexistent/helm' was not"):
+        HelmBackend(helm_binary="/nonexistent/helm").install(spec())
+
+    monkeypatch.setenv("PATH", str(private_tmp / "empty-bin"))
+    with pytest.raises(BackendUnavailableError, match="install Helm"):
+        HelmBackend().status("demo", "ml")
+
+
+@pytest.fixture
+def fake_helm(tmp_path: Path) -> Path:
+    """A stand-in helm binary for the default runner: records argv, prints $FAKE_HELM_OUT."""
+    script = tmp_path / "bin" / "helm"
+    script.parent.mkdir()
+    script.write_text(
+        '#!/bin/sh\nprintf "%s\\n" "$@" > "$FAKE_HELM_ARGS"\n'
+        'printf "%s" "$FAKE_HELM_OUT"\nprintf "%s" "$FAKE_HELM_ERR" >&2\nexit "$FAKE_HELM_RC"\n'
+    )
+    script.chmod(0o755)
+    return script
+
+
+def test_default_runner_runs_the_binary(
+    fake_helm: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args_file = tmp_path / "args"
+    monkeypatch.setenv("FAKE_HELM_ARGS", str(args_file))
+    monkeypatch.setenv("FAKE_HELM_OUT", STATUS_JSON)
+    monkeypatch.setenv("FAKE_HELM_ERR", "")
+    monkeypatch.setenv("FAKE_HELM_RC", "0")
+    assert HelmBackend(helm_binary=str(fake_helm)).status("demo", "ml").revision == 3
+    assert args_file.read_text().splitlines() == [
+        "status",
+        "demo",
+        "--namespace",
+        "ml",
+        "-o",
+        "json",
+    ]
+
+    monkeypatch.setenv("FAKE_HELM_OUT", "")
+    monkeypatch.setenv("FAKE_HELM_ERR", "Error: Kubernetes cluster unreachable")
+    monkeypatch.setenv("FAKE_HELM_RC", "1")
+    with pytest.raises(ClusterCommandError, match=r"exit 1.*Kubernetes cluster unreachable"):
+        HelmBackend(helm_binary=str(fake_helm)).status("demo", "ml")
+
+
+def test_default_runner_kills_a_hung_helm(tmp_path: Path) -> None:
+    script = tmp_path / "helm"
+    script.write_text("#!/bin/sh\nexec sleep 30\n")
+    script.chmod(0o755)
+    with pytest.raises(ClusterTimeoutError, match=r"did not finish within 0.5s"):
+        run_subprocess([str(script), "upgrade", "--install"], timeout=0.5)
