@@ -21,6 +21,7 @@ from rich.table import Table
 
 from foundryflow.benchmark.cli import matrix_app
 from foundryflow.config import REPO_ROOT
+from foundryflow.sim.cli import simulate_command
 
 app = typer.Typer(
     name="foundryflow",
@@ -53,6 +54,7 @@ for sub, name in (
     (matrix_app, "matrix"),
 ):
     app.add_typer(sub, name=name)
+app.command("simulate")(simulate_command)
 
 console = Console()
 err = Console(stderr=True)

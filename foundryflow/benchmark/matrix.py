@@ -26,6 +26,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from foundryflow.benchmark import queries
+from foundryflow.sim.constants import BYTES_PER_PARAM
 from foundryflow.store.catalog import (
     HardwareConfig,
     InferenceFramework,
@@ -40,7 +41,6 @@ MAX_SEQUENCE_LENGTH = 1_048_576
 DEFAULT_BATCH_SIZES = (1, 8, 32, 64, 128)
 DEFAULT_SEQUENCE_LENGTHS = (512, 1024, 2048, 4096, 8192)
 
-BYTES_PER_WEIGHT = {"bf16": 2.0, "fp8": 1.0, "int4": 0.5}
 USABLE_MEMORY_FRACTION = 0.9
 """Share of device memory the weights may take. The rest is for what every serving engine
 needs besides weights: CUDA context and allocator slack, activations, and at least a few
@@ -161,9 +161,9 @@ def weights_fit(parameter_count: int, dtype: str, hardware: MemoryShape) -> bool
     depends on batch and sequence length, and whether it fits is what the benchmark finds.
     """
     try:
-        bytes_per_weight = BYTES_PER_WEIGHT[dtype]
+        bytes_per_weight = BYTES_PER_PARAM[dtype]
     except KeyError:
-        raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(BYTES_PER_WEIGHT)}") from None
+        raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(BYTES_PER_PARAM)}") from None
     capacity = hardware.device_count * hardware.memory_gb_per_device * 1e9
     return parameter_count * bytes_per_weight <= capacity * USABLE_MEMORY_FRACTION
 
@@ -211,10 +211,10 @@ def populate(
                     "register the model version first"
                 )
             parameter_count, dtype = found
-            if dtype not in BYTES_PER_WEIGHT:
+            if dtype not in BYTES_PER_PARAM:
                 raise MatrixError(
                     f"model version {model_version_id} has dtype {dtype!r}, which has no known "
-                    f"size per weight; known: {', '.join(BYTES_PER_WEIGHT)}"
+                    f"size per weight; known: {', '.join(BYTES_PER_PARAM)}"
                 )
             hardware = _select(
                 session.scalars(select(HardwareConfig).order_by(HardwareConfig.id)).all(),
