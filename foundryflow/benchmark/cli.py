@@ -180,7 +180,7 @@ def work_command(
     batch: Annotated[int, typer.Option(help="Configs claimed at a time.", min=1, max=10_000)] = 10,
     runner: Annotated[
         str, typer.Option(help="Runner name (entry point group foundryflow.runners).")
-    ] = "http",
+    ] = "simulate",
     model_version: Annotated[
         int | None, typer.Option(help="Only configs of this model version.")
     ] = None,

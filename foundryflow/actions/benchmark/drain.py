@@ -17,7 +17,7 @@ class DrainParams(ActionParams):
     worker_id: str = Field(min_length=1, max_length=200)
     model_version_id: int | None = None
     batch: int = Field(default=10, ge=1, le=10_000)
-    runner: str = "http"
+    runner: str = "simulate"
     runner_options: dict[str, Any] = Field(default_factory=dict)
     max_attempts: int = Field(default=3, ge=1)
 
