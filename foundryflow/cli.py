@@ -170,17 +170,32 @@ def db_downgrade(revision: Annotated[str, typer.Argument(help="Target, e.g. -1 o
 
 
 @db_app.command("seed")
-def db_seed() -> None:
+def db_seed(
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo", help="Also load demo guardrail providers, probes, rules and two clusters."
+        ),
+    ] = False,
+) -> None:
     """Upsert the reference catalog (hardware, frameworks, use cases, models); idempotent."""
     from foundryflow.benchmark.seed import seed_catalog
+    from foundryflow.guardrail.demo import seed_demo
     from foundryflow.store.db import session_scope
 
     with session_scope() as session:
         counts = seed_catalog(session)
+        demo_counts = seed_demo(session) if demo else None
     console.print(
         f"catalog: {counts.hardware} hardware configs, {counts.frameworks} frameworks, "
         f"{counts.use_cases} use cases, {counts.models} models"
     )
+    if demo_counts:
+        console.print(
+            f"demo: {demo_counts.providers} providers, {demo_counts.probes} probes, "
+            f"{demo_counts.rules} rules, {demo_counts.clusters} clusters "
+            f"({demo_counts.nodes} node pools)"
+        )
 
 
 @db_app.command("current")

@@ -6,7 +6,10 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from foundryflow.store import catalog  # noqa: F401  (registers the catalog tables)
+from foundryflow.store import (  # noqa: F401  (register their tables on Base.metadata)
+    catalog,
+    guardrail,
+)
 from foundryflow.store.db import database_url
 from foundryflow.store.models import Base
 

@@ -224,7 +224,9 @@ def test_weights_fit() -> None:
     assert weights_fit(B8, "bf16", small)  # 16.1 GB <= 21.6 GB usable
     assert not weights_fit(12_000_000_000, "bf16", small)  # 24 GB: fits raw, not with margin
     assert weights_fit(12_000_000_000, "fp8", small)
-    with pytest.raises(ValueError, match="unknown dtype 'fp64'; known: fp32, bf16, fp16, fp8, int8, int4"):
+    with pytest.raises(
+        ValueError, match="unknown dtype 'fp64'; known: fp32, bf16, fp16, fp8, int8, int4"
+    ):
         weights_fit(B8, "fp64", small)
 
 

@@ -1,28 +1,68 @@
-"""Alembic migrations: they round-trip and match the ORM models exactly."""
+"""Alembic migrations: they round-trip, step down one revision at a time, and match the ORM
+models exactly."""
 
 from __future__ import annotations
 
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import create_engine, inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, inspect
 
-from foundryflow.store import (
-    catalog,  # noqa: F401  (registers the catalog tables)
+from foundryflow.store import (  # noqa: F401  (register their tables on Base.metadata)
+    catalog,
+    guardrail,
     migrate,
 )
 from foundryflow.store.db import normalize_url
 from foundryflow.store.models import Base
 
-EXECUTION_TABLES = {"executions", "step_runs"}
-CATALOG_TABLES = {
-    "hardware_configs",
-    "inference_frameworks",
-    "use_case_taxonomy",
-    "models",
-    "model_versions",
-    "benchmark_configs",
-    "benchmark_results",
+TABLES_BY_REVISION = {
+    "0001": {"executions", "step_runs"},
+    "0002": {
+        "hardware_configs",
+        "inference_frameworks",
+        "use_case_taxonomy",
+        "models",
+        "model_versions",
+        "benchmark_configs",
+        "benchmark_results",
+    },
+    "0003": {
+        "guardrail_providers",
+        "guardrail_probes",
+        "guardrail_rules",
+        "clusters",
+        "cluster_nodes",
+        "cluster_releases",
+        "cluster_allocations",
+        "endpoints",
+        "guardrail_profiles",
+        "guardrail_profile_probes",
+        "guardrail_profile_rules",
+        "guardrail_deployments",
+        "guardrail_deployment_targets",
+        "guardrail_rule_deployments",
+        "guardrail_workflows",
+    },
 }
+"""What each revision creates; a new revision must say here what it adds."""
+ALL_TABLES = set().union(*TABLES_BY_REVISION.values())
+
+
+def head() -> str:
+    head = ScriptDirectory.from_config(migrate.alembic_config()).get_current_head()
+    assert head is not None
+    return head
+
+
+def tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {migrate.VERSION_TABLE}
+
+
+def test_every_revision_declares_its_tables() -> None:
+    script = ScriptDirectory.from_config(migrate.alembic_config())
+    assert {revision.revision for revision in script.walk_revisions()} == set(TABLES_BY_REVISION)
+    assert head() == max(TABLES_BY_REVISION)
 
 
 def test_models_match_migrations(database_url: str) -> None:
@@ -33,6 +73,7 @@ def test_models_match_migrations(database_url: str) -> None:
         )
         assert compare_metadata(context, Base.metadata) == []
     engine.dispose()
+    assert set(Base.metadata.tables) == ALL_TABLES
 
 
 def test_downgrade_to_base_and_back(database_url: str) -> None:
@@ -40,21 +81,25 @@ def test_downgrade_to_base_and_back(database_url: str) -> None:
     try:
         migrate.downgrade("base")
         assert migrate.current() is None
-        assert set(inspect(engine).get_table_names()) == {migrate.VERSION_TABLE}
+        assert tables(engine) == set()
     finally:
         migrate.upgrade()
-    assert migrate.current() == "0002"
-    assert set(inspect(engine).get_table_names()) >= EXECUTION_TABLES | CATALOG_TABLES
+    assert migrate.current() == head()
+    assert tables(engine) >= ALL_TABLES
     engine.dispose()
 
 
-def test_one_step_downgrade_removes_only_the_matrix(database_url: str) -> None:
+def test_each_downgrade_step_removes_exactly_its_tables(database_url: str) -> None:
     engine = create_engine(normalize_url(database_url))
     try:
-        migrate.downgrade("-1")
-        assert migrate.current() == "0001"
-        tables = set(inspect(engine).get_table_names())
-        assert tables >= EXECUTION_TABLES and not CATALOG_TABLES & tables
+        for revision in sorted(TABLES_BY_REVISION, reverse=True):
+            assert migrate.current() == revision
+            before = tables(engine)
+            migrate.downgrade("-1")
+            assert before - tables(engine) == TABLES_BY_REVISION[revision], revision
+            assert not TABLES_BY_REVISION[revision] & tables(engine)
+        assert migrate.current() is None
     finally:
         migrate.upgrade()
         engine.dispose()
+    assert migrate.current() == head()
