@@ -109,11 +109,11 @@ def database_url() -> str:
 
 @pytest.fixture
 def redis_client() -> Iterator[object]:
-    """The test Redis database, emptied before each test that uses it."""
+    """The test Redis database. Never flushed: test sessions running at once on one machine
+    share it, so every test works under keys of its own (execution ids, uuid prefixes)."""
     import redis
 
     client = redis.Redis.from_url(os.environ["FOUNDRYFLOW_REDIS_URL"], decode_responses=True)
-    client.flushdb()
     yield client
     client.close()
 

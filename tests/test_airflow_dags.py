@@ -169,7 +169,7 @@ def test_rollback_compensates_in_reverse_and_runs_finally_step(
     execution_id = report.id
     for name in ("a", "b"):
         assert not redis_client.exists(f"{RESOURCE_PREFIX}{execution_id}:{name}")
-    assert redis_client.lrange(f"{RESOURCE_PREFIX}log", 0, -1) == [
+    assert redis_client.lrange(f"foundryflow-test:resource-log:{execution_id}", 0, -1) == [
         "create a",
         "create b",
         "delete b",
@@ -215,7 +215,10 @@ def test_rollback_pipeline_that_succeeds_keeps_resources(
     }
     for name in ("a", "b"):
         assert redis_client.exists(f"{RESOURCE_PREFIX}{report.id}:{name}") == 1
-    assert redis_client.lrange(f"{RESOURCE_PREFIX}log", 0, -1) == ["create a", "create b"]
+    assert redis_client.lrange(f"foundryflow-test:resource-log:{report.id}", 0, -1) == [
+        "create a",
+        "create b",
+    ]
 
 
 def test_fanout_maps_one_task_per_item(dags: dict[str, Any]) -> None:

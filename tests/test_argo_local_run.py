@@ -76,7 +76,7 @@ def test_failure_rolls_back_in_the_exit_handler(runner: LocalArgoRunner, redis_c
         "cleanup": "COMPLETED",
     }
     assert redis_client.keys(f"foundryflow-test:resource:{run.uid}:*") == []
-    assert redis_client.lrange("foundryflow-test:resource:log", 0, -1) == [
+    assert redis_client.lrange(f"foundryflow-test:resource-log:{run.uid}", 0, -1) == [
         "create a",
         "create b",
         "delete b",

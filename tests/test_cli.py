@@ -245,7 +245,7 @@ def test_argo_pod_path_failure_and_rollback(redis_client: Any) -> None:
 
     for name in ("a", "b"):
         assert not redis_client.exists(f"{RESOURCE_PREFIX}{execution_id}:{name}")
-    assert redis_client.lrange(f"{RESOURCE_PREFIX}log", 0, -1) == [
+    assert redis_client.lrange(f"foundryflow-test:resource-log:{execution_id}", 0, -1) == [
         "create a",
         "create b",
         "delete b",

@@ -26,7 +26,7 @@ from foundryflow.spec.params import ParamsError
 from foundryflow.store.db import session_scope
 from foundryflow.store.models import Execution, StepRun, StepStatus
 
-RESOURCE_LOG = "foundryflow-test:resource:log"
+RESOURCE_LOG = "foundryflow-test:resource-log:{}"
 
 
 def pipeline(steps: list[dict[str, Any]], **extra: Any) -> Pipeline:
@@ -76,7 +76,7 @@ def test_completed_step_is_never_run_twice(redis_client: Any) -> None:
     first = run_step(execution, "make")
     second = run_step(execution, "make")
     assert first == second and first.status == StepStatus.COMPLETED
-    assert redis_client.lrange(RESOURCE_LOG, 0, -1) == ["create once"]
+    assert redis_client.lrange(RESOURCE_LOG.format(execution), 0, -1) == ["create once"]
 
 
 def test_failed_step_records_error_and_can_be_retried() -> None:
@@ -127,7 +127,7 @@ def test_invalid_params_fail_the_step_before_the_action_runs(redis_client: Any) 
         outcome.error
         == "invalid params for action 'test.resource': name: Input should be a valid string"
     )
-    assert redis_client.llen(RESOURCE_LOG) == 0  # the action never ran
+    assert redis_client.llen(RESOURCE_LOG.format(execution)) == 0  # the action never ran
     assert progress(execution).steps[0].attempt == 0
 
 
@@ -296,7 +296,7 @@ def test_rollback_compensates_in_reverse_order(redis_client: Any) -> None:
     outcome = rollback(execution)
     assert outcome.needed and outcome.status == "COMPLETED"
     assert outcome.compensated == ["c", "b", "a"]
-    assert redis_client.lrange(RESOURCE_LOG, 0, -1) == [
+    assert redis_client.lrange(RESOURCE_LOG.format(execution), 0, -1) == [
         "create a",
         "create b",
         "create c",
@@ -306,7 +306,7 @@ def test_rollback_compensates_in_reverse_order(redis_client: Any) -> None:
     ]
     assert redis_client.keys(f"foundryflow-test:resource:{execution}:*") == []
     assert rollback(execution).status == "COMPLETED"  # idempotent: nothing compensated twice
-    assert redis_client.llen(RESOURCE_LOG) == 6
+    assert redis_client.llen(RESOURCE_LOG.format(execution)) == 6
     assert run_step(execution, "undo").outputs == {
         "value": "step 'boom' failed: RuntimeError: quota exceeded"
     }
@@ -443,11 +443,12 @@ def test_eta_is_the_critical_path_of_median_durations() -> None:
 
 def test_events_reach_the_callback_topic(redis_client: Any) -> None:
     p = pipeline(LINEAR, parameters=[*N_PARAM, {"name": "callback_topics", "type": "json"}])
-    execution = start(p, {"n": 1, "callback_topics": ["ui:workflow-42"]})
+    topic = f"ui:workflow-{uuid.uuid4().hex}"
+    execution = start(p, {"n": 1, "callback_topics": [topic]})
     run_step(execution, "a")
     run_step(execution, "b")
     finish_execution(execution)
-    events = [fields for _, fields in redis_client.xrange("ui:workflow-42")]
+    events = [fields for _, fields in redis_client.xrange(topic)]
     assert [e["type"] for e in events] == [
         "execution.started",
         "step.started",
@@ -459,7 +460,8 @@ def test_events_reach_the_callback_topic(redis_client: Any) -> None:
     assert all(e["execution_id"] == str(execution) for e in events)
     assert events[2]["step_id"] == "a" and events[2]["status"] == "COMPLETED"
     assert json.loads(events[2]["attempt"]) == 1
-    assert redis_client.xlen("foundryflow:events") == len(events)
+    everything = [fields for _, fields in redis_client.xrange("foundryflow:events")]
+    assert [e for e in everything if e["execution_id"] == str(execution)] == events
 
 
 def test_progress_json_is_serializable() -> None:

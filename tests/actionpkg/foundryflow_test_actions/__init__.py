@@ -21,6 +21,8 @@ from foundryflow.benchmark.runners import BaseRunner, BenchmarkCell, RunnerOptio
 from foundryflow.config import get_settings
 
 RESOURCE_PREFIX = "foundryflow-test:resource:"
+RESOURCE_LOG_PREFIX = "foundryflow-test:resource-log:"
+"""One list per execution of what test.resource created and deleted, in order."""
 
 
 class EchoParams(ActionParams):
@@ -94,7 +96,7 @@ class Resource(Action[ResourceParams, ResourceOutputs]):
 
     def run(self, ctx: ActionContext, params: ResourceParams) -> ResourceOutputs:
         key = f"{RESOURCE_PREFIX}{ctx.execution_id}:{params.name}"
-        self._redis().rpush(RESOURCE_PREFIX + "log", f"create {params.name}")
+        self._redis().rpush(f"{RESOURCE_LOG_PREFIX}{ctx.execution_id}", f"create {params.name}")
         self._redis().set(key, "1")
         return ResourceOutputs(key=key)
 
@@ -103,7 +105,7 @@ class Resource(Action[ResourceParams, ResourceOutputs]):
     ) -> None:
         if params.fail_compensation:
             raise RuntimeError(f"cannot delete {params.name}")
-        self._redis().rpush(RESOURCE_PREFIX + "log", f"delete {params.name}")
+        self._redis().rpush(f"{RESOURCE_LOG_PREFIX}{ctx.execution_id}", f"delete {params.name}")
         self._redis().delete(outputs.key)
 
 
