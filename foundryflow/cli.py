@@ -524,7 +524,9 @@ def up(
 @app.command()
 def run(
     pipeline_name: Annotated[str, typer.Argument(metavar="PIPELINE", help="Pipeline name.")],
-    conf: Annotated[str, typer.Option(help="Run parameters as a JSON object.")] = "{}",
+    conf: Annotated[
+        str, typer.Option(help="Run parameters: a JSON object, or the path of a JSON file.")
+    ] = "{}",
 ) -> None:
     """Run one pipeline headless through Airflow (dag.test), with live progress.
 
@@ -536,7 +538,7 @@ def run(
     from foundryflow.spec.validate import SpecError
 
     try:
-        params = json.loads(conf)
+        params = json.loads(Path(conf).read_text() if Path(conf).is_file() else conf)
         pipeline = PipelineCatalog(require_actions=False).get(pipeline_name)
         validate_run_params(pipeline, params)
     except json.JSONDecodeError as exc:

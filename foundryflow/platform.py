@@ -101,17 +101,18 @@ def migrate_airflow(env: dict[str, str]) -> None:
 
 
 def _seed_empty_catalog() -> None:
-    """A fresh platform gets the reference catalog, so the benchmark pipelines have models
-    and hardware to work on; a catalog someone has filled is left as it is."""
+    """A fresh platform gets the reference catalog and the guardrail demo data (providers,
+    probes, rules, two local clusters), so every pipeline has something to work on out of
+    the box (``pipelines/examples/``); a catalog someone has filled is left as it is."""
     from sqlalchemy import exists, select
 
-    from foundryflow.benchmark.seed import seed_catalog
+    from foundryflow.guardrail.demo import seed_demo
     from foundryflow.store.catalog import HardwareConfig
     from foundryflow.store.db import session_scope
 
     with session_scope() as session:
         if not session.scalar(select(exists().select_from(HardwareConfig))):
-            seed_catalog(session)
+            seed_demo(session)  # the reference catalog first, then the demo rows on it
 
 
 @contextmanager

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -145,6 +145,15 @@ CLUSTERS: dict[str, list[tuple[str, str, int]]] = {
 """Cluster name -> node pools (name, hardware catalog name, machine count)."""
 
 
+DEMO_NAMESPACE = UUID("0f6b1d4e-3c55-5e2a-9d1b-7a0c2f4e8b13")
+
+
+def demo_id(*path: str) -> UUID:
+    """The id a demo row gets in a fresh database: derived from its names, so an example
+    run configuration (``pipelines/examples/``) can name probes and rules by id."""
+    return uuid5(DEMO_NAMESPACE, "/".join(path))
+
+
 @dataclass(frozen=True)
 class DemoCounts:
     providers: int
@@ -160,7 +169,11 @@ def _upsert(
     """Insert or update by ``keys``; returns natural key -> id. ``computed`` overrides what
     an update sets for a column (default: the new value)."""
     statement = insert(table).values(rows)
-    updates = {column: statement.excluded[column] for column in rows[0] if column not in keys}
+    updates = {
+        column: statement.excluded[column]
+        for column in rows[0]
+        if column not in keys and column != "id"  # an existing row keeps its id
+    }
     updates.update(computed)
     statement = statement.on_conflict_do_update(index_elements=keys, set_=updates)
     columns = [table.__table__.c[key] for key in keys]
@@ -174,11 +187,19 @@ def seed_demo(session: Session) -> DemoCounts:
     providers = _upsert(
         session,
         GuardrailProvider,
-        [{k: v for k, v in p.items() if k != "probes"} for p in PROVIDERS],
+        [
+            {"id": demo_id(p["name"]), **{k: v for k, v in p.items() if k != "probes"}}
+            for p in PROVIDERS
+        ],
         ["name"],
     )
     probe_rows = [
-        {"provider_id": providers[(p["name"],)], "name": name, "description": description}
+        {
+            "id": demo_id(p["name"], name),
+            "provider_id": providers[(p["name"],)],
+            "name": name,
+            "description": description,
+        }
         for p in PROVIDERS
         for name, (description, _) in p["probes"].items()
     ]
@@ -189,6 +210,7 @@ def seed_demo(session: Session) -> DemoCounts:
     registry = dict(session.execute(select(Model.uri, Model.id).where(Model.uri.in_(uris))).all())
     rule_rows = [
         {
+            "id": demo_id(p["name"], probe_name, rule["name"]),
             **rule,
             "probe_id": probes[(providers[(p["name"],)], probe_name)],
             "model_id": registry.get(rule["model_uri"]),
@@ -204,7 +226,10 @@ def seed_demo(session: Session) -> DemoCounts:
     clusters = _upsert(
         session,
         Cluster,
-        [{"name": name, "backend": ClusterBackendName.LOCAL} for name in CLUSTERS],
+        [
+            {"id": demo_id("cluster", name), "name": name, "backend": ClusterBackendName.LOCAL}
+            for name in CLUSTERS
+        ],
         ["name"],
     )
     hardware = dict(session.execute(select(HardwareConfig.name, HardwareConfig.id)).all())

@@ -93,7 +93,8 @@ class EndpointStatus(StrEnum):
 
 
 class HardwareMode(StrEnum):
-    """Dedicated: whole devices per model. Shared: models share devices' memory."""
+    """Dedicated: whole machines per model. Shared: models may share a machine's free devices
+    (never one device: each replica holds whole GPUs)."""
 
     DEDICATED = "dedicated"
     SHARED = "shared"
