@@ -145,6 +145,12 @@ class LocalArgoRunner:
         assert container["command"] == ["foundryflow"]
         args = [self._substitute(a, scope) for a in container["args"]]
         env = dict(self.env)
+        for source in container.get("envFrom", []):
+            secret = source["secretRef"]
+            if secret["name"] in self.secrets:
+                env.update(self.secrets[secret["name"]])
+            elif not secret.get("optional"):
+                raise KeyError(f"secret {secret['name']} does not exist")
         for var in container.get("env", []):
             if "value" in var:
                 env[var["name"]] = self._substitute(var["value"], scope)

@@ -16,7 +16,7 @@ from uuid import UUID
 import pytest
 from sqlalchemy import select
 
-from foundryflow.compile.argo import render_documents
+from foundryflow.compile.argo import CONNECTIONS_SECRET, render_documents
 from foundryflow.config import REPO_ROOT
 from foundryflow.configsync import GuardrailConfigStore
 from foundryflow.guardrail.demo import PROVIDERS, demo_id, seed_demo
@@ -195,3 +195,40 @@ def test_argo_template_runs_the_workflow(
     assert report.engine == "argo" and report.status == "COMPLETED"
     assert len((report.outputs or {})["endpoint_urls"]) == 1
     assert len(releases(project)) == 1
+
+
+@pytest.mark.parametrize("with_secret", [True, False])
+def test_argo_pods_read_credentials_from_the_connections_secret(
+    runner: LocalArgoRunner,  # noqa: F811
+    with_secret: bool,
+) -> None:
+    token = "hf_" + "Z" * 34
+    secrets = dict(runner.secrets)
+    if with_secret:
+        secrets[CONNECTIONS_SECRET] = {
+            "AIRFLOW_CONN_ARGO_HF": json.dumps({"conn_type": "huggingface", "password": token})
+        }
+    pods = LocalArgoRunner(secrets, runner.env | {"FOUNDRYFLOW_OFFLINE": "1"})
+    documents = render_documents(PipelineCatalog().get("guardrail-model-onboarding"))
+    template = next(d for d in documents if d["kind"] == "WorkflowTemplate")
+    models = [{"model_uri": "meta-llama/Llama-Guard-3-1B", "model_provider_type": "huggingface"}]
+    wf = pods.submit(
+        template,
+        {
+            "workflow_id": str(uuid.uuid4()),
+            "models_to_onboard": json.dumps(models),
+            "credential_id": "argo_hf",
+            "user_id": "tester",
+            "callback_topics": "[]",
+        },
+    )
+    report = progress(UUID(wf.uid))
+    statuses = {s.id: s.status for s in report.steps}
+    if with_secret:
+        assert wf.status == "Succeeded", [(p.task, p.stderr[-400:]) for p in wf.pods]
+        assert statuses["validate_credential"] == "COMPLETED"
+    else:
+        assert wf.status == "Failed"
+        assert statuses["validate_credential"] == "FAILED"
+        assert "argo_hf" in (report.error or "")
+    assert all(token not in pod.stdout + pod.stderr for pod in wf.pods)

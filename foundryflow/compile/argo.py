@@ -53,6 +53,7 @@ from hera.workflows import (
     Parameter,
     Resources,
     SecretEnv,
+    SecretEnvFrom,
     Task,
     WorkflowTemplate,
 )
@@ -74,6 +75,10 @@ PARAM_ENV_PREFIX = "FOUNDRYFLOW_PARAM_"
 RUNTIME_SECRET = "foundryflow-runtime"
 SECRET_ENV = {"FOUNDRYFLOW_DATABASE_URL": "database-url", "FOUNDRYFLOW_REDIS_URL": "redis-url"}
 """Env var -> key of the ``foundryflow-runtime`` Secret: credentials never appear in the YAML."""
+CONNECTIONS_SECRET = "foundryflow-connections"
+"""Optional Secret whose keys are ``AIRFLOW_CONN_<ID>`` variables: the Airflow connections
+actions read credentials from (a provider token, a kubeconfig), the same way Airflow workers
+get them from env; its keys become the pod's env, never its arguments."""
 CPU_REQUEST, MEMORY_REQUEST, MEMORY_LIMIT = "100m", "256Mi", "1Gi"
 PULL_POLICY = "IfNotPresent"
 
@@ -209,6 +214,7 @@ def _container(
         command=list(COMMAND),
         args=args,
         env=[*(env or []), *_runtime_env()],
+        env_from=[SecretEnvFrom(name=CONNECTIONS_SECRET, optional=True)],
         inputs=inputs,
         active_deadline_seconds=deadline,
         resources=Resources(
