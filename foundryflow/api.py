@@ -13,7 +13,7 @@ from fastapi import FastAPI, HTTPException, Query
 from sqlalchemy import select
 
 from foundryflow.benchmark.api import router as workflow_router
-from foundryflow.runtime import ExecutionNotFoundError, progress
+from foundryflow.runtime import ExecutionNotFoundError, cancel_execution, progress
 from foundryflow.store.db import session_scope
 from foundryflow.store.models import Execution, ExecutionStatus
 
@@ -62,5 +62,14 @@ def create_app() -> FastAPI:
             return progress(execution_id).to_json()
         except ExecutionNotFoundError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
+
+    @app.post("/api/v1/executions/{execution_id}/cancel")
+    def cancel(execution_id: UUID, reason: str = "cancelled by a user") -> dict[str, Any]:
+        """Cancel a running execution; its rollback and closing steps run before this answers."""
+        try:
+            finished = cancel_execution(execution_id, reason[:1000])
+        except ExecutionNotFoundError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from None
+        return {"id": str(execution_id), "status": finished.status.value, "error": finished.error}
 
     return app

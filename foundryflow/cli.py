@@ -386,8 +386,26 @@ def executions_finish(
         f"the engine reported {engine_status}" if engine_status else None,
     )
     console.print(f"execution {finished.status.value}")
-    if finished.status == ExecutionStatus.FAILED:
+    if finished.status in (ExecutionStatus.FAILED, ExecutionStatus.CANCELLED):
         raise fail(finished.error or "execution failed")
+
+
+@executions_app.command("cancel")
+def executions_cancel(
+    execution_id: Annotated[str, typer.Argument(help="Execution id.")],
+    reason: Annotated[str, typer.Option(help="Recorded as the execution's error.")] = (
+        "cancelled by a user"
+    ),
+) -> None:
+    """Cancel a running execution on either engine: nothing new starts, and the rollback
+    and closing steps run now, as after a failure."""
+    from foundryflow.runtime import ExecutionNotFoundError, cancel_execution
+
+    try:
+        finished = cancel_execution(_parse_uuid(execution_id), reason)
+    except ExecutionNotFoundError as exc:
+        raise fail(str(exc), 2) from None
+    console.print(f"execution {finished.status.value}: {finished.error or ''}", highlight=False)
 
 
 # --------------------------------------------------------------------------- steps

@@ -14,13 +14,15 @@ from typing import Any
 from uuid import UUID
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from foundryflow.api import create_app
 from foundryflow.compile.argo import CONNECTIONS_SECRET, render_documents
 from foundryflow.config import REPO_ROOT
 from foundryflow.configsync import GuardrailConfigStore
 from foundryflow.guardrail.demo import PROVIDERS, demo_id, seed_demo
-from foundryflow.runtime import progress
+from foundryflow.runtime import fanout, progress, run_step, start_execution
 from foundryflow.spec.loader import PipelineCatalog
 from foundryflow.store.db import session_scope
 from foundryflow.store.guardrail import (
@@ -232,3 +234,38 @@ def test_argo_pods_read_credentials_from_the_connections_secret(
         assert statuses["validate_credential"] == "FAILED"
         assert "argo_hf" in (report.error or "")
     assert all(token not in pod.stdout + pod.stderr for pod in wf.pods)
+
+
+def test_cancelling_after_the_deploy_rolls_everything_back(project: UUID) -> None:
+    """Cancellation (here through the plugin's API) triggers the same rollback as a failure."""
+    pipeline = PipelineCatalog().get(PIPELINE)
+    execution = start_execution(
+        pipeline, example(project), engine="argo", engine_run_id=f"wf-{project.hex[:8]}"
+    )
+    run_step(execution, "identify")
+    for step in ("validate_credential", "onboard_models", "update_rules"):
+        assert run_step(execution, step).status == "SKIPPED"
+    for index in fanout(execution, "simulate"):
+        assert run_step(execution, "simulate", map_index=index).ok
+    for step in ("aggregate", "recommend", "plan", "deploy_models"):
+        outcome = run_step(execution, step)
+        assert outcome.ok, outcome.error
+    assert len(releases(project)) == 1
+
+    client = TestClient(create_app())
+    answer = client.post(
+        f"/api/v1/executions/{execution}/cancel", params={"reason": "changed mind"}
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "CANCELLED"
+    assert releases(project) == []
+    record = workflow(execution)
+    assert record is not None and record.status is WorkflowStatus.FAILED
+    assert "cancelled: changed mind" in (record.error or "")
+    assert run_step(execution, "create_profile").status == "SKIPPED"
+    with session_scope() as session:
+        for table in (GuardrailProfile, GuardrailDeployment, Endpoint):
+            rows = session.scalars(select(table).where(table.project_id == project)).all()
+            assert rows == [], table
+    missing = client.post(f"/api/v1/executions/{uuid.uuid4()}/cancel")
+    assert missing.status_code == 404

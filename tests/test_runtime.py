@@ -12,6 +12,7 @@ from sqlalchemy import func, select, update
 
 from foundryflow.runtime import (
     ExecutionNotFoundError,
+    cancel_execution,
     fanout,
     finish_execution,
     progress,
@@ -20,7 +21,7 @@ from foundryflow.runtime import (
     start_execution,
 )
 from foundryflow.runtime.steps import StepUsageError
-from foundryflow.spec.loader import parse_pipeline
+from foundryflow.spec.loader import PipelineCatalog, parse_pipeline
 from foundryflow.spec.model import Pipeline
 from foundryflow.spec.params import ParamsError
 from foundryflow.store.db import session_scope
@@ -470,3 +471,53 @@ def test_progress_json_is_serializable() -> None:
     data = progress(execution).to_json()
     json.dumps(data)
     assert data["percent"] == 50.0 and data["steps"][0]["status"] == "COMPLETED"
+
+
+def test_cancel_stops_new_work_and_cleans_up_like_a_failure(redis_client: Any) -> None:
+    p = PipelineCatalog().get("t-rollback")
+    execution = start(p, {"fail": False})
+    run_step(execution, "make_a")
+
+    finished = cancel_execution(execution, "operator pressed stop")
+    assert finished.status == "CANCELLED"
+    assert finished.error == "cancelled: operator pressed stop"
+    assert redis_client.lrange(RESOURCE_LOG.format(execution), 0, -1) == [
+        "create a",
+        "delete a",
+    ]
+    report = progress(execution)
+    assert report.rollback_status == "COMPLETED"
+    assert statuses(execution) == {
+        "make_a": "COMPENSATED",
+        "make_b": "SKIPPED",
+        "explode": "SKIPPED",
+        "cleanup": "COMPLETED",  # the closing step saw execution.status == 'FAILED'
+    }
+    with session_scope() as session:
+        cleanup = session.scalars(
+            select(StepRun.outputs).where(
+                StepRun.execution_id == execution, StepRun.step_id == "cleanup"
+            )
+        ).one()
+    assert cleanup == {"value": {"reason": "cancelled: operator pressed stop", "b": None}}
+
+    # the engine's remaining tasks arrive late: they do nothing
+    late = run_step(execution, "make_b")
+    assert late.status == StepStatus.SKIPPED and "not run" in (late.error or "")
+    assert cancel_execution(execution).status == "CANCELLED"  # idempotent
+    assert redis_client.llen(RESOURCE_LOG.format(execution)) == 2
+
+
+def test_engine_stopping_a_healthy_run_triggers_the_closing_steps(redis_client: Any) -> None:
+    """``argo stop`` between steps: nothing failed, but the rollback and closing steps run."""
+    p = PipelineCatalog().get("t-rollback")
+    execution = start(p, {"fail": False})
+    run_step(execution, "make_a")
+    assert rollback(execution, engine_failed=True).status == "COMPLETED"  # ff-rollback
+    assert run_step(execution, "cleanup").status == StepStatus.COMPLETED  # a closing step
+    finished = finish_execution(execution, engine_failed=True, engine_message="Stopped")
+    assert finished.status == "FAILED" and finished.error == "Stopped"
+    assert redis_client.lrange(RESOURCE_LOG.format(execution), 0, -1) == [
+        "create a",
+        "delete a",
+    ]

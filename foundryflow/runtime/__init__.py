@@ -7,6 +7,7 @@ outcome in PostgreSQL.
 
 from foundryflow.runtime.executions import (
     ExecutionNotFoundError,
+    cancel_execution,
     execution_id_for,
     finish_execution,
     start_execution,
@@ -20,6 +21,7 @@ __all__ = [
     "ExecutionProgress",
     "RollbackOutcome",
     "StepOutcome",
+    "cancel_execution",
     "execution_id_for",
     "fanout",
     "finish_execution",

@@ -112,7 +112,15 @@ def settle(execution_id: UUID, engine_failed: bool = False) -> None:
         execution = load_execution(session, execution_id, lock=True)
         pipeline = pipeline_of(execution)
         rows = step_rows(session, execution_id)
-        stopped = first_failure(pipeline, rows) is not None or engine_failed
+        failed = first_failure(pipeline, rows) is not None or any(
+            row.status == StepStatus.RUNNING
+            for row in rows.values()  # killed mid-step
+        )
+        if engine_failed and not failed and execution.finished_at is None:
+            # The engine ended a run none of whose steps failed (`argo stop`, a pod that never
+            # started): recorded, so closing steps run later read execution.status FAILED.
+            execution.error = execution.error or "the engine stopped the run before it finished"
+        stopped = failed or engine_failed
         for (step_id, _), row in sorted(rows.items(), key=lambda item: item[1].id):
             step = pipeline.step(step_id)
             if row.status == StepStatus.RUNNING:
@@ -135,6 +143,36 @@ def settle(execution_id: UUID, engine_failed: bool = False) -> None:
                     )
                 else:
                     _mark(row, StepStatus.SKIPPED, "not run: the run stopped before this step")
+
+
+def _cancel(execution: Execution, reason: str) -> None:
+    if execution.status != ExecutionStatus.CANCELLED:
+        execution.status = ExecutionStatus.CANCELLED
+        execution.error = f"cancelled: {reason}"
+
+
+def cancel_execution(execution_id: UUID, reason: str = "cancelled by a user") -> FinishedExecution:
+    """Cancel a running execution, whichever engine runs it, and clean up now.
+
+    Marks it CANCELLED, so no regular step starts any more (the engine's remaining tasks
+    become no-ops), then does what a failure does: compensations, the closing steps (a
+    rollback step sees ``execution.status == 'FAILED'``), the final record. Every part is
+    idempotent, so the engine's own closing tasks may run it again harmlessly.
+    """
+    from foundryflow.runtime.rollback import rollback
+    from foundryflow.runtime.steps import run_step
+
+    with session_scope() as session:
+        execution = load_execution(session, execution_id, lock=True)
+        if execution.finished_at is not None:
+            return FinishedExecution(execution.status, execution.error, execution.outputs)
+        _cancel(execution, reason)
+        pipeline = pipeline_of(execution)
+    rollback(execution_id, engine_failed=True)
+    for step in pipeline.steps:
+        if step.is_finally:
+            run_step(execution_id, step.id)
+    return finish_execution(execution_id, engine_failed=True)
 
 
 def _mark(row: StepRun, status: StepStatus, error: str) -> None:
@@ -161,7 +199,7 @@ def finish_execution(
             return FinishedExecution(execution.status, execution.error, execution.outputs)
         pipeline = pipeline_of(execution)
         rows = step_rows(session, execution_id)
-        status = provisional_status(pipeline, rows, engine_failed)
+        status = provisional_status(execution, pipeline, rows, engine_failed)
         failed_finally = [
             row
             for (step_id, index), row in rows.items()
@@ -171,6 +209,8 @@ def finish_execution(
         ]
         if failed_finally:
             status = ExecutionStatus.FAILED
+        elif execution.status == ExecutionStatus.CANCELLED:
+            status = ExecutionStatus.CANCELLED
         failure = first_failure(pipeline, rows)
         if status == ExecutionStatus.FAILED:
             execution.error = (

@@ -45,7 +45,7 @@ def rollback(
         execution = load_execution(session, execution_id, lock=True)
         pipeline = pipeline_of(execution)
         rows = step_rows(session, execution_id)
-        if provisional_status(pipeline, rows, engine_failed) != ExecutionStatus.FAILED:
+        if provisional_status(execution, pipeline, rows, engine_failed) != ExecutionStatus.FAILED:
             return RollbackOutcome(needed=False, status=None)
         if execution.rollback_status == RollbackStatus.COMPLETED:
             return RollbackOutcome(needed=True, status=RollbackStatus.COMPLETED)

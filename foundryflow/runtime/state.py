@@ -103,23 +103,37 @@ def first_failure(pipeline: Pipeline, rows: dict[tuple[str, int], StepRun]) -> F
 
 
 def provisional_status(
-    pipeline: Pipeline, rows: dict[tuple[str, int], StepRun], engine_failed: bool = False
+    execution: Execution,
+    pipeline: Pipeline,
+    rows: dict[tuple[str, int], StepRun],
+    engine_failed: bool = False,
 ) -> ExecutionStatus:
-    """What finally steps see as ``execution.status`` once the regular steps are over."""
-    if engine_failed or first_failure(pipeline, rows) is not None:
+    """What finally steps see as ``execution.status`` once the regular steps are over.
+
+    A cancelled run, or one the engine stopped (``execution.error`` recorded by ``settle``),
+    reads as FAILED here, so the steps that clean up after a failure (a rollback step's
+    ``execution.status == 'FAILED'``) clean up after those too.
+    """
+    stopped = execution.status == ExecutionStatus.CANCELLED or execution.error is not None
+    if engine_failed or stopped or first_failure(pipeline, rows) is not None:
         return ExecutionStatus.FAILED
     return ExecutionStatus.COMPLETED
 
 
 def blocked_reason(
-    pipeline: Pipeline, step: Step, rows: dict[tuple[str, int], StepRun]
+    execution: Execution, pipeline: Pipeline, step: Step, rows: dict[tuple[str, int], StepRun]
 ) -> str | None:
     """Why a regular step must not start although the engine launched it.
 
-    With ``on_failure: fail`` no new work starts after a failure, on either engine: Argo
-    stops scheduling by itself, Airflow would go on with independent branches.
+    Nothing new starts in a cancelled execution. With ``on_failure: fail`` no new work
+    starts after a failure, on either engine: Argo stops scheduling by itself, Airflow
+    would go on with independent branches.
     """
-    if step.is_finally or pipeline.settings.on_failure != "fail":
+    if step.is_finally:
+        return None
+    if execution.status == ExecutionStatus.CANCELLED:
+        return "not run: the execution was cancelled"
+    if pipeline.settings.on_failure != "fail":
         return None
     # The step's own earlier failure does not block it: that is an engine retry.
     others = {key: row for key, row in rows.items() if key[0] != step.id}
@@ -146,7 +160,7 @@ def template_context(
             entry["outputs"] = row.outputs
         steps[step_id] = entry
     failure = first_failure(pipeline, rows)
-    status = provisional_status(pipeline, rows) if final else execution.status
+    status = provisional_status(execution, pipeline, rows) if final else execution.status
     context: dict[str, Any] = {
         "params": execution.params,
         "steps": steps,

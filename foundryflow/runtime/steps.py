@@ -110,7 +110,7 @@ def fanout(
         if parent.items is not None or parent.status.finished:
             return list(range(len(parent.items or [])))
         rows = step_rows(session, execution_id)
-        reason = blocked_reason(pipeline, step, rows)
+        reason = blocked_reason(execution, pipeline, step, rows)
         context = template_context(execution, pipeline, rows, final=step.is_finally)
         try:
             fields = _output_fields(step, registry)
@@ -213,7 +213,7 @@ def _prepare(
         if map_index is not None:
             item_args = {"item": rows[(step_id, PARENT)].items[map_index], "has_item": True}  # type: ignore[index]
         context = template_context(execution, pipeline, rows, final=step.is_finally, **item_args)
-        reason = blocked_reason(pipeline, step, rows)
+        reason = blocked_reason(execution, pipeline, step, rows)
         try:
             if reason is None and not _condition_holds(step, context):
                 reason = f"condition is false: {step.condition}"
