@@ -29,8 +29,11 @@ from foundryflow.store.guardrail import (
     ClusterRelease,
     Endpoint,
     GuardrailDeployment,
+    GuardrailProbe,
     GuardrailProfile,
+    GuardrailRule,
     GuardrailWorkflow,
+    ProviderType,
     WorkflowStatus,
 )
 from tests.argo_local import LocalArgoRunner
@@ -131,12 +134,30 @@ def test_first_run_deploys_then_a_second_run_reuses_the_endpoint(
 def test_a_model_to_onboard_without_a_credential_fails_before_anything_is_written(
     dags: dict[str, Any], project: UUID
 ) -> None:
-    conf = example(project, probe_selections=[{"id": str(demo_id(HF, "risk-detection"))}])
+    uri = f"test-org/never-onboarded-{uuid.uuid4().hex[:8]}"  # no other test can onboard it
+    with session_scope() as session:
+        probe = GuardrailProbe(
+            provider_id=demo_id(HF), name=f"probe-{uuid.uuid4().hex[:8]}", description="t"
+        )
+        probe.rules.append(
+            GuardrailRule(
+                name="needs-onboarding",
+                description="t",
+                model_uri=uri,
+                model_provider_type=ProviderType.HUGGINGFACE,
+                severity_threshold=0.5,
+                guard_types=["input"],
+            )
+        )
+        session.add(probe)
+        session.flush()
+        probe_id = probe.id
+    conf = example(project, probe_selections=[{"id": str(probe_id)}], model_specs={})
     dag = dags[PIPELINE]
     dr = run(dag, conf)
     assert str(dr.state) == "failed"
     report = execution_of(dag, dr)
-    assert "ibm-granite/granite-guardian-3.1-2b must be onboarded first" in (report.error or "")
+    assert f"{uri} must be onboarded first" in (report.error or "")
     assert "credential_id" in (report.error or "")
     assert workflow(report.id) is None
     assert releases(project) == []

@@ -220,7 +220,7 @@ def seed_demo(session: Session) -> DemoCounts:
         for rule in rules
     ]
     # a model onboarded since the last seed stays linked
-    keep_linked = func.coalesce(insert(GuardrailRule).excluded.model_id, GuardrailRule.model_id)
+    keep_linked = func.coalesce(GuardrailRule.model_id, insert(GuardrailRule).excluded.model_id)
     _upsert(session, GuardrailRule, rule_rows, ["probe_id", "name"], model_id=keep_linked)
 
     clusters = _upsert(
