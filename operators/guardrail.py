@@ -375,12 +375,11 @@ class RedisConfigSyncOperator(BaseOperator):
         self.redis_conn_id = redis_conn_id
 
     def execute(self, context: Context) -> dict[str, Any]:
-        import redis
         from pydantic import ValidationError
 
-        from foundryflow.config import get_settings
         from foundryflow.configsync import GuardrailConfig, GuardrailConfigStore
         from foundryflow.configsync.redis_store import profile_uuid
+        from foundryflow.store.redis_client import RedisNotConfiguredError, get_redis
 
         try:
             profile = profile_uuid(str(self.profile_id))
@@ -392,20 +391,16 @@ class RedisConfigSyncOperator(BaseOperator):
         if document.profile_id != profile:
             raise AirflowFailException(f"config is of profile {document.profile_id}, not {profile}")
 
+        own_client = None
         if self.redis_conn_id is not None:
-            client = _redis_from_connection(self.redis_conn_id)
-        else:
-            url = get_settings().redis_url
-            if not url:
-                raise AirflowFailException(
-                    "no redis_conn_id and FOUNDRYFLOW_REDIS_URL is not set: "
-                    "guardrail configs live in Redis"
-                )
-            client = redis.Redis.from_url(
-                url,
-                socket_timeout=REDIS_TIMEOUT_SECONDS,
-                socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-            )
+            own_client = _redis_from_connection(self.redis_conn_id)
+        try:
+            client = own_client or get_redis()
+        except RedisNotConfiguredError:
+            raise AirflowFailException(
+                "no redis_conn_id and FOUNDRYFLOW_REDIS_URL is not set: "
+                "guardrail configs live in Redis"
+            ) from None
         store = GuardrailConfigStore(client)
         try:
             written = store.write(profile, document)
@@ -416,7 +411,8 @@ class RedisConfigSyncOperator(BaseOperator):
                 "it without knowing its version: inspect it and delete it"
             ) from None
         finally:
-            client.close()
+            if own_client is not None:  # the shared client stays open for the process
+                own_client.close()
         self.log.info(
             "%s: version %d (%s)",
             written.key,

@@ -10,20 +10,15 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
-from functools import lru_cache
 from typing import Any
 
 import redis
 
 from foundryflow.config import get_settings
+from foundryflow.store.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 MAX_TOPIC_LENGTH = 200
-
-
-@lru_cache(maxsize=4)
-def _client(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
 
 def callback_topics(params: dict[str, Any]) -> list[str]:
@@ -48,7 +43,7 @@ def publish(event_type: str, fields: dict[str, Any], topics: list[str]) -> None:
         },
     }
     try:
-        pipe = _client(settings.redis_url).pipeline(transaction=False)
+        pipe = get_redis(settings.redis_url).pipeline(transaction=False)
         for stream in (settings.events_stream, *topics):
             pipe.xadd(stream, entry, maxlen=settings.events_maxlen, approximate=True)
         pipe.execute()

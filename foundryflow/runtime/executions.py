@@ -169,9 +169,8 @@ def cancel_execution(execution_id: UUID, reason: str = "cancelled by a user") ->
         _cancel(execution, reason)
         pipeline = pipeline_of(execution)
     rollback(execution_id, engine_failed=True)
-    for step in pipeline.steps:
-        if step.is_finally:
-            run_step(execution_id, step.id)
+    for step in pipeline.finally_steps:
+        run_step(execution_id, step.id)
     return finish_execution(execution_id, engine_failed=True)
 
 

@@ -20,14 +20,12 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from uuid import UUID
 
-import redis
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from foundryflow.cluster.backends import backend_for
 from foundryflow.cluster.base import RELEASE_NAME_MAX
-from foundryflow.config import get_settings
 from foundryflow.configsync import GuardrailConfigStore
 from foundryflow.store.guardrail import (
     ClusterRelease,
@@ -36,6 +34,7 @@ from foundryflow.store.guardrail import (
     GuardrailRule,
     GuardType,
 )
+from foundryflow.store.redis_client import RedisNotConfiguredError, get_redis
 
 CHART = "model-endpoint"
 EXECUTION_ANNOTATION = "foundryflow.io/execution"
@@ -44,7 +43,6 @@ deploy step installed even when the step recorded no outputs (killed, or its cle
 RELEASE_PREFIX = "gr-"
 HASH_CHARS = 10
 """40 bits of SHA-256: collisions among one project's guardrail releases are not a concern."""
-REDIS_TIMEOUT_SECONDS = 5
 
 
 class DeployedModel(BaseModel):
@@ -62,13 +60,10 @@ class DeployedModel(BaseModel):
 
 def config_store() -> GuardrailConfigStore:
     """The guardrail config store on ``FOUNDRYFLOW_REDIS_URL`` (the events' Redis too)."""
-    url = get_settings().redis_url
-    if not url:
-        raise RuntimeError("FOUNDRYFLOW_REDIS_URL is not set: guardrail configs live in Redis")
-    client = redis.Redis.from_url(
-        url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS
-    )
-    return GuardrailConfigStore(client)
+    try:
+        return GuardrailConfigStore(get_redis())
+    except RedisNotConfiguredError as exc:
+        raise RuntimeError(f"{exc}: guardrail configs live in Redis") from None
 
 
 def project_namespace(project_id: UUID) -> str:
