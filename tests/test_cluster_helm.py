@@ -18,7 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import kubernetes.client
+import kubernetes.config.kube_config
 import pytest
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config import ConfigException
 from pydantic import ValidationError
 
 from foundryflow.cluster.base import (
@@ -36,7 +40,12 @@ from foundryflow.cluster.base import (
     endpoints_from_manifests,
     local_chart_path,
 )
-from foundryflow.cluster.helm import HelmBackend, parse_manifest, run_subprocess
+from foundryflow.cluster.helm import (
+    HelmBackend,
+    KubernetesNamespaceClient,
+    parse_manifest,
+    run_subprocess,
+)
 
 SECRET = "eyJhbGciOiJSUzI1NiJ9.c2VydmljZS1hY2NvdW50LXRva2Vu.s3cr3t-signature"
 KUBECONFIG = f"""apiVersion: v1
@@ -191,9 +200,10 @@ spec:
 
 @dataclass
 class Recorder:
-    """Stands in for the helm binary: records argv and files, replays recorded output."""
+    """Stands in for the helm binary: records argv and files, replays recorded output (or
+    raises the exception given as a reply, as the default runner does on a timeout)."""
 
-    replies: list[tuple[int, str, str]]
+    replies: list[tuple[int, str, str] | Exception]
     calls: list[list[str]] = field(default_factory=list)
     timeouts: list[float] = field(default_factory=list)
     files: dict[str, tuple[int, str]] = field(default_factory=dict)
@@ -206,8 +216,55 @@ class Recorder:
             if flag in argv:
                 path = Path(argv[argv.index(flag) + 1])
                 self.files[flag] = (stat.S_IMODE(path.stat().st_mode), path.read_text())
-        code, stdout, stderr = self.replies.pop(0)
+        reply = self.replies.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        code, stdout, stderr = reply
         return subprocess.CompletedProcess(argv, code, stdout, stderr)
+
+
+@dataclass
+class Namespaces:
+    """Stands in for the Kubernetes API of :class:`NamespaceClient`: the namespaces in
+    ``existing`` exist. Records each call with the number of helm commands run before it,
+    and the kubeconfig file as it was during the call."""
+
+    existing: set[str] = field(default_factory=set)
+    helm_calls: list[list[str]] = field(default_factory=list)
+    """The Recorder's ``calls``, to place namespace calls among the helm commands."""
+    exists_error: Exception | None = None
+    delete_error: Exception | None = None
+    calls: list[tuple[str, str, int]] = field(default_factory=list)
+    kubeconfigs: list[tuple[Path, int, str] | None] = field(default_factory=list)
+
+    def exists(self, namespace: str, kubeconfig_path: Path | None) -> bool:
+        self._record("exists", namespace, kubeconfig_path)
+        if self.exists_error is not None:
+            raise self.exists_error
+        return namespace in self.existing
+
+    def delete(self, namespace: str, kubeconfig_path: Path | None) -> None:
+        self._record("delete", namespace, kubeconfig_path)
+        if self.delete_error is not None:
+            raise self.delete_error
+        self.existing.discard(namespace)
+
+    def _record(self, call: str, namespace: str, path: Path | None) -> None:
+        self.calls.append((call, namespace, len(self.helm_calls)))
+        self.kubeconfigs.append(
+            None if path is None else (path, stat.S_IMODE(path.stat().st_mode), path.read_text())
+        )
+
+
+@pytest.fixture(autouse=True)
+def no_kubernetes_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reaches a Kubernetes API: a backend built without a fake NamespaceClient
+    fails the test (pytest.fail is a BaseException, which the backend does not swallow)."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        pytest.fail("a test used the real Kubernetes API: pass namespaces=Namespaces()")
+
+    monkeypatch.setattr(kubernetes.client, "CoreV1Api", refuse)
 
 
 @pytest.fixture
@@ -239,7 +296,8 @@ def test_install_runs_upgrade_install_with_values_and_kubeconfig_files(
     values = {"model": {"tensorParallelSize": 2, "dtype": "bfloat16"}, "replicaCount": 1}
     runner = Recorder([(0, INSTALL_JSON, "")])
 
-    status = HelmBackend(runner=runner).install(
+    namespaces = Namespaces(helm_calls=runner.calls)
+    status = HelmBackend(runner=runner, namespaces=namespaces).install(
         spec(values=values, kubeconfig_conn_id=kube_connection)
     )
 
@@ -263,6 +321,8 @@ def test_install_runs_upgrade_install_with_values_and_kubeconfig_files(
     assert runner.files["--kubeconfig"] == (0o600, KUBECONFIG)
     assert not Path(values_file).exists() and not Path(kubeconfig_file).exists()
     assert runner.timeouts == [660]  # helm's --timeout plus time to report
+    assert namespaces.calls == [("exists", "ml", 0)]  # asked before helm ran; no cleanup
+    assert namespaces.kubeconfigs == [(Path(kubeconfig_file), 0o600, KUBECONFIG)]
 
     assert status.name == "demo" and status.namespace == "ml"
     assert status.revision == 1 and status.state is ReleaseState.DEPLOYED and status.deployed
@@ -272,7 +332,7 @@ def test_install_runs_upgrade_install_with_values_and_kubeconfig_files(
 
 def test_install_of_remote_charts(private_tmp: Path) -> None:
     runner = Recorder([(0, INSTALL_JSON, ""), (0, INSTALL_JSON, "")])
-    backend = HelmBackend(helm_binary="/opt/helm/bin/helm", runner=runner)
+    backend = HelmBackend(helm_binary="/opt/helm/bin/helm", runner=runner, namespaces=Namespaces())
 
     backend.install(
         spec(
@@ -309,8 +369,8 @@ def test_values_are_data_in_a_file_never_flags(private_tmp: Path) -> None:
         "d": "line\n--post-renderer=/bin/sh",
     }
     runner = Recorder([(0, INSTALL_JSON, ""), (0, INSTALL_JSON, "")])
-    HelmBackend(runner=runner).install(spec(values=hostile))
-    HelmBackend(runner=runner).install(spec())
+    HelmBackend(runner=runner, namespaces=Namespaces()).install(spec(values=hostile))
+    HelmBackend(runner=runner, namespaces=Namespaces()).install(spec())
 
     with_values, without = runner.calls
     assert with_values.pop(with_values.index("--values") + 1).endswith("values.json")
@@ -323,7 +383,7 @@ def test_values_are_data_in_a_file_never_flags(private_tmp: Path) -> None:
 def test_values_file_holds_the_values_verbatim(private_tmp: Path) -> None:
     values = {"podAnnotations": {"note": '{{ .Files.Get "x" }}', "multi": "a\nb: c"}}
     runner = Recorder([(0, INSTALL_JSON, "")])
-    HelmBackend(runner=runner).install(spec(values=values))
+    HelmBackend(runner=runner, namespaces=Namespaces()).install(spec(values=values))
     assert json.loads(runner.files["--values"][1]) == values
 
 
@@ -451,22 +511,345 @@ spec: {ports: [{name: grpc, port: 9000}, {port: 8080}]}
 
 
 def test_helm_failure_carries_helms_message(kube_connection: str, private_tmp: Path) -> None:
+    """A failed upgrade of a release that existed: helm rolled it back; nothing is removed."""
     stderr = (
         "Error: UPGRADE FAILED: release demo failed, and has been rolled back due to atomic "
         "being set: context deadline exceeded\n"
     )
-    runner = Recorder([(1, "", stderr)])
+    runner = Recorder([(0, STATUS_JSON, ""), (1, "", stderr)])
+    namespaces = Namespaces({"ml"}, runner.calls)
     with pytest.raises(ClusterCommandError) as caught:
-        HelmBackend(runner=runner).install(spec(kubeconfig_conn_id=kube_connection))
-    assert "failed (helm exit 1)" in str(caught.value)
-    assert stderr.strip() in str(caught.value)
+        HelmBackend(runner=runner, namespaces=namespaces).install(
+            spec(kubeconfig_conn_id=kube_connection)
+        )
+    assert str(caught.value) == (
+        "install of release 'demo' in namespace 'ml' failed (helm exit 1): "
+        + stderr.strip()
+        + "; kept release 'demo' and namespace 'ml', which existed before this install"
+    )
+    status, upgrade = runner.calls  # no uninstall
+    assert status == [
+        "helm", "status", "demo", "--namespace", "ml", "-o", "json", "--kubeconfig", status[-1],
+    ]  # fmt: skip
+    assert upgrade[:3] == ["helm", "upgrade", "--install"] and upgrade[-1] == status[-1]
+    assert namespaces.calls == [("exists", "ml", 0)] and namespaces.existing == {"ml"}
     assert not Path(runner.calls[0][-1]).exists()  # the kubeconfig is removed on failure too
+
+
+INSTALL_FAILED = "Error: INSTALLATION FAILED: context deadline exceeded\n"
+UNINSTALLED = (0, 'release "demo" uninstalled\n', "")
+NOT_FOUND = (1, "", "Error: uninstall: Release not loaded: demo: release: not found\n")
+INSTALL_ERROR = "install of release 'demo' in namespace 'ml' failed (helm exit 1): " + (
+    INSTALL_FAILED.strip()
+)
+
+
+def upgrade_argv(kubeconfig: str, values: str) -> list[str]:
+    return [
+        "helm", "upgrade", "--install", "demo", CHART,
+        "--namespace", "ml", "--create-namespace",
+        "--wait", "--atomic", "--timeout", "600s",
+        "--values", values,
+        "-o", "json",
+        "--kubeconfig", kubeconfig,
+    ]  # fmt: skip
+
+
+def test_failed_install_removes_the_release_and_the_namespace_it_created(
+    kube_connection: str, private_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    runner = Recorder([(1, "", INSTALL_FAILED), UNINSTALLED])
+    namespaces = Namespaces(helm_calls=runner.calls)
+    with pytest.raises(ClusterCommandError) as caught:
+        HelmBackend(runner=runner, namespaces=namespaces).install(
+            spec(kubeconfig_conn_id=kube_connection)
+        )
+
+    assert str(caught.value) == (
+        INSTALL_ERROR
+        + "; cleaned up: uninstalled release 'demo', deleted namespace 'ml' it had created"
+    )
+    upgrade, uninstall = runner.calls
+    kubeconfig = upgrade[-1]  # one private file for every command of the install
+    assert upgrade == upgrade_argv(kubeconfig, upgrade[upgrade.index("--values") + 1])
+    assert uninstall == [
+        "helm", "uninstall", "demo", "--namespace", "ml", "--wait", "--kubeconfig", kubeconfig,
+    ]  # fmt: skip
+    assert runner.timeouts == [660, 360]
+    # asked before helm ran; deleted after the uninstall
+    assert namespaces.calls == [("exists", "ml", 0), ("delete", "ml", 2)]
+    assert namespaces.kubeconfigs == [(Path(kubeconfig), 0o600, KUBECONFIG)] * 2
+    assert not Path(kubeconfig).exists()
+    assert "cleaned up: uninstalled release 'demo'" in caplog.text
+
+
+def test_failed_atomic_install_already_removed_the_release(private_tmp: Path) -> None:
+    """--atomic uninstalls a failed first install itself: helm uninstall finds nothing."""
+    stderr = (
+        "Error: release demo failed, and has been uninstalled due to atomic being set: "
+        "context deadline exceeded\n"
+    )
+    runner = Recorder([(1, "", stderr), NOT_FOUND])
+    namespaces = Namespaces(helm_calls=runner.calls)
+    with pytest.raises(ClusterCommandError) as caught:
+        HelmBackend(runner=runner, namespaces=namespaces).install(spec())
+
+    assert str(caught.value).endswith(
+        stderr.strip() + "; cleaned up: release 'demo' (already uninstalled), "
+        "deleted namespace 'ml' it had created"
+    )
+    assert [c[:3] for c in runner.calls] == [
+        ["helm", "upgrade", "--install"],
+        ["helm", "uninstall", "demo"],
+    ]
+    assert namespaces.calls == [("exists", "ml", 0), ("delete", "ml", 2)]
+    assert namespaces.kubeconfigs == [None, None]  # no connection: the ambient configuration
+
+
+def test_failed_install_keeps_a_namespace_that_existed(private_tmp: Path) -> None:
+    runner = Recorder(
+        [(1, "", "Error: release: not found\n"), (1, "", INSTALL_FAILED), UNINSTALLED]
+    )
+    namespaces = Namespaces({"ml", "other"}, runner.calls)
+    with pytest.raises(ClusterCommandError) as caught:
+        HelmBackend(runner=runner, namespaces=namespaces).install(spec())
+
+    assert str(caught.value) == (
+        INSTALL_ERROR + "; cleaned up: uninstalled release 'demo'; "
+        "kept namespace 'ml', which existed before this install"
+    )
+    status, upgrade, uninstall = runner.calls
+    assert status == ["helm", "status", "demo", "--namespace", "ml", "-o", "json"]
+    assert upgrade == upgrade_argv("", upgrade[upgrade.index("--values") + 1])[:-2]
+    assert uninstall == ["helm", "uninstall", "demo", "--namespace", "ml", "--wait"]
+    assert namespaces.calls == [("exists", "ml", 0)]  # never deleted
+    assert namespaces.existing == {"ml", "other"}
+
+
+def test_successful_install_cleans_nothing_up(private_tmp: Path) -> None:
+    runner = Recorder([(0, INSTALL_JSON, ""), (1, "", "Error: release: not found\n")])
+    runner.replies.append((0, INSTALL_JSON, ""))
+    fresh, existing = Namespaces(helm_calls=runner.calls), Namespaces({"ml"}, runner.calls)
+
+    assert HelmBackend(runner=runner, namespaces=fresh).install(spec()).deployed
+    assert HelmBackend(runner=runner, namespaces=existing).install(spec()).deployed
+
+    assert [c[:2] for c in runner.calls] == [
+        ["helm", "upgrade"],
+        ["helm", "status"],  # the namespace existed: was the release there?
+        ["helm", "upgrade"],
+    ]
+    assert fresh.calls == [("exists", "ml", 0)]
+    assert existing.calls == [("exists", "ml", 1)]
+
+
+def test_timed_out_install_is_cleaned_up_too(private_tmp: Path) -> None:
+    timeout = ClusterTimeoutError(
+        "helm upgrade --install did not finish within 660s and was killed; "
+        "the release may be left mid-change"
+    )
+    runner = Recorder([timeout, UNINSTALLED])
+    namespaces = Namespaces(helm_calls=runner.calls)
+    with pytest.raises(ClusterTimeoutError) as caught:
+        HelmBackend(runner=runner, namespaces=namespaces).install(spec())
+
+    assert caught.value is timeout  # the original error, with what was cleaned up appended
+    assert str(caught.value) == (
+        "helm upgrade --install did not finish within 660s and was killed; the release may "
+        "be left mid-change; cleaned up: uninstalled release 'demo', "
+        "deleted namespace 'ml' it had created"
+    )
+    assert [c[1] for c in runner.calls] == ["upgrade", "uninstall"]
+    assert namespaces.calls == [("exists", "ml", 0), ("delete", "ml", 2)]
+
+
+def test_failed_cleanup_never_masks_the_install_error(
+    private_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    uninstall_stderr = "Error: failed to delete release: demo: context deadline exceeded\n"
+    runner = Recorder([(1, "", INSTALL_FAILED), (1, "", uninstall_stderr)])
+    namespaces = Namespaces(
+        helm_calls=runner.calls,
+        delete_error=ClusterCommandError(
+            "deleting namespace 'ml' failed: HTTP 403 Forbidden: namespaces \"ml\" is forbidden"
+        ),
+    )
+    with pytest.raises(ClusterCommandError) as caught:
+        HelmBackend(runner=runner, namespaces=namespaces).install(spec())
+
+    assert str(caught.value) == (
+        INSTALL_ERROR + "; cleanup failed: uninstall of release 'demo' in namespace 'ml' "
+        "failed (helm exit 1): " + uninstall_stderr.strip() + "; deleting namespace 'ml' "
+        'failed: HTTP 403 Forbidden: namespaces "ml" is forbidden'
+    )
+    # a failed uninstall does not stop the namespace deletion, which removes the rest
+    assert namespaces.calls == [("exists", "ml", 0), ("delete", "ml", 2)]
+    assert "cleanup failed" in caplog.text
+
+    # errors of any kind in the cleanup are reported, not raised
+    runner = Recorder([(1, "", INSTALL_FAILED), BackendUnavailableError("helm vanished")])
+    namespaces = Namespaces(delete_error=ConnectionRefusedError(111, "Connection refused"))
+    with pytest.raises(ClusterCommandError) as caught:
+        HelmBackend(runner=runner, namespaces=namespaces).install(spec())
+    assert str(caught.value) == (
+        INSTALL_ERROR + "; cleanup failed: helm vanished; deleting namespace 'ml' it had "
+        "created failed: ConnectionRefusedError: [Errno 111] Connection refused"
+    )
+
+
+def test_unknown_namespace_is_never_deleted(
+    private_tmp: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The API is unreachable: the install still runs, a failed one keeps the namespace."""
+    runner = Recorder(
+        [(1, "", "Error: release: not found\n"), (1, "", INSTALL_FAILED), UNINSTALLED]
+    )
+    namespaces = Namespaces(
+        helm_calls=runner.calls, exists_error=ConnectionRefusedError(111, "Connection refused")
+    )
+    with pytest.raises(ClusterCommandError) as caught:
+        HelmBackend(runner=runner, namespaces=namespaces).install(spec())
+
+    assert str(caught.value) == (
+        INSTALL_ERROR + "; cleaned up: uninstalled release 'demo'; kept namespace 'ml' "
+        "(could not tell whether it existed before this install)"
+    )
+    assert [c[1] for c in runner.calls] == ["status", "upgrade", "uninstall"]
+    assert namespaces.calls == [("exists", "ml", 0)]
+    assert "could not tell whether namespace ml exists (ConnectionRefusedError" in caplog.text
+
+    # neither the namespace nor the release can be checked: nothing is removed
+    runner = Recorder([(1, "", "Error: Kubernetes cluster unreachable\n"), (1, "", INSTALL_FAILED)])
+    namespaces = Namespaces(helm_calls=runner.calls, exists_error=OSError("unreachable"))
+    with pytest.raises(ClusterCommandError) as caught:
+        HelmBackend(runner=runner, namespaces=namespaces).install(spec())
+    assert str(caught.value) == (
+        INSTALL_ERROR + "; kept release 'demo' and namespace 'ml' "
+        "(could not tell whether they existed before this install)"
+    )
+    assert [c[1] for c in runner.calls] == ["status", "upgrade"]
+    assert namespaces.calls == [("exists", "ml", 0)]
+
+
+def test_cluster_helm_backend_passes_the_namespace_client_through(
+    kube_connection: str, private_tmp: Path
+) -> None:
+    from foundryflow.cluster.backends import ClusterHelmBackend
+
+    runner = Recorder([(1, "", INSTALL_FAILED), UNINSTALLED])
+    namespaces = Namespaces(helm_calls=runner.calls)
+    backend = ClusterHelmBackend(CONN_ID, runner=runner, namespaces=namespaces)
+    assert backend.namespaces is namespaces
+    with pytest.raises(ClusterCommandError, match="deleted namespace 'ml' it had created"):
+        backend.install(spec())
+    assert namespaces.kubeconfigs[0] is not None and namespaces.kubeconfigs[0][2] == KUBECONFIG
+    assert runner.calls[1][-1] == str(namespaces.kubeconfigs[1][0])  # type: ignore[index]
+
+
+@dataclass
+class FakeCoreV1Api:
+    """Stands in for ``kubernetes.client.CoreV1Api``; keeps the ApiClient it was built on."""
+
+    api_client: Any
+    answers: list[Any]
+    calls: list[tuple[str, str, Any]]
+
+    def read_namespace(self, name: str, *, _request_timeout: Any) -> Any:
+        return self._answer("read_namespace", name, _request_timeout)
+
+    def delete_namespace(self, name: str, *, _request_timeout: Any) -> Any:
+        return self._answer("delete_namespace", name, _request_timeout)
+
+    def _answer(self, call: str, name: str, timeout: Any) -> Any:
+        self.calls.append((call, name, timeout))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def test_kubernetes_namespace_client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real client's configuration from a kubeconfig file, against a fake CoreV1Api."""
+    forbidden = ApiException(status=403, reason="Forbidden")
+    forbidden.body = json.dumps({"kind": "Status", "message": 'namespaces "ml" is forbidden'})
+    answers: list[Any] = [
+        {"metadata": {"name": "ml"}},
+        ApiException(status=404, reason="Not Found"),
+        forbidden,
+        {"status": "Terminating"},
+        ApiException(status=404, reason="Not Found"),
+        ApiException(status=500, reason="Internal Server Error"),
+    ]
+    calls: list[tuple[str, str, Any]] = []
+    clients: list[Any] = []
+
+    def core_v1(api_client: Any) -> FakeCoreV1Api:
+        clients.append(api_client)
+        return FakeCoreV1Api(api_client, answers, calls)
+
+    monkeypatch.setattr(kubernetes.client, "CoreV1Api", core_v1)
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    kubeconfig = work / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    client = KubernetesNamespaceClient(request_timeout=7)
+
+    assert client.exists("ml", kubeconfig) is True
+    assert client.exists("ml", kubeconfig) is False
+    with pytest.raises(ClusterCommandError) as caught:
+        client.exists("ml", kubeconfig)
+    assert str(caught.value) == (
+        "reading namespace 'ml' failed: HTTP 403 Forbidden: namespaces \"ml\" is forbidden"
+    )
+    client.delete("ml", kubeconfig)
+    client.delete("ml", kubeconfig)  # already gone
+    with pytest.raises(
+        ClusterCommandError, match=r"^deleting namespace 'ml' failed: HTTP 500 Internal Server"
+    ):
+        client.delete("ml", kubeconfig)
+
+    assert [c[0] for c in calls] == ["read_namespace"] * 3 + ["delete_namespace"] * 3
+    assert {(name, timeout) for _, name, timeout in calls} == {("ml", 7)}
+    configuration = clients[0].configuration
+    assert configuration.host == "https://10.0.0.1:6443"
+    assert configuration.api_key == {"BearerToken": f"Bearer {SECRET}"}
+    # the CA certificate decoded from the kubeconfig lands next to it, in the private dir
+    assert Path(configuration.ssl_ca_cert).parent == work
+    assert len({id(c) for c in clients}) == 6  # a fresh client per call
+
+    # no kubeconfig file: $KUBECONFIG / ~/.kube/config as helm reads it, else in-cluster
+    monkeypatch.setattr(
+        kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)
+    )
+    answers.append(ApiException(status=404, reason="Not Found"))
+    assert client.exists("ml", None) is False
+    assert clients[-1].configuration.host == "https://10.0.0.1:6443"
+    monkeypatch.setattr(
+        kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(tmp_path / "none")
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(ConfigException):
+        client.exists("ml", None)
+
+
+def test_an_unconfigured_cluster_does_not_block_install(
+    private_tmp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real namespace client without any configuration: the install runs anyway."""
+    monkeypatch.setattr(
+        kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(private_tmp / "none")
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    runner = Recorder([(1, "", "Error: release: not found\n"), (0, INSTALL_JSON, "")])
+    assert HelmBackend(runner=runner).install(spec()).deployed
+    assert [c[1] for c in runner.calls] == ["status", "upgrade"]
 
 
 def test_helm_warnings_do_not_fail_a_successful_command(private_tmp: Path) -> None:
     warning = "Flag --atomic has been deprecated, use --rollback-on-failure instead\n"
     runner = Recorder([(0, INSTALL_JSON, warning)])
-    assert HelmBackend(runner=runner).install(spec()).deployed
+    assert HelmBackend(runner=runner, namespaces=Namespaces()).install(spec()).deployed
 
 
 def test_the_kubeconfig_secret_never_reaches_argv_logs_or_errors(
@@ -479,7 +862,7 @@ def test_the_kubeconfig_secret_never_reaches_argv_logs_or_errors(
     runner = Recorder(
         [(0, INSTALL_JSON, ""), (0, STATUS_JSON, ""), (0, MANIFEST, ""), (1, "", "Error: boom")]
     )
-    backend = HelmBackend(runner=runner)
+    backend = HelmBackend(runner=runner, namespaces=Namespaces())
     backend.install(spec(kubeconfig_conn_id=kube_connection))
     backend.status("demo", "ml", kubeconfig_conn_id=kube_connection)
     backend.endpoints("demo", "ml", kubeconfig_conn_id=kube_connection)
@@ -498,15 +881,15 @@ def test_the_kubeconfig_secret_never_reaches_argv_logs_or_errors(
 def test_kubeconfig_connection_errors_run_nothing(
     monkeypatch: pytest.MonkeyPatch, private_tmp: Path
 ) -> None:
-    runner = Recorder([])
-    backend = HelmBackend(runner=runner)
+    runner, namespaces = Recorder([]), Namespaces()
+    backend = HelmBackend(runner=runner, namespaces=namespaces)
     with pytest.raises(KubeconfigError, match="'kube_missing' does not exist"):
         backend.install(spec(kubeconfig_conn_id="kube_missing"))
 
     monkeypatch.setenv("AIRFLOW_CONN_KUBE_EMPTY", json.dumps({"conn_type": "kubernetes"}))
     with pytest.raises(KubeconfigError, match="'kube_empty' holds no kubeconfig"):
         backend.status("demo", "ml", kubeconfig_conn_id="kube_empty")
-    assert runner.calls == []
+    assert runner.calls == [] and namespaces.calls == []
 
 
 HOSTILE_SPECS = [
@@ -591,7 +974,7 @@ def test_chart_symlinks_cannot_leave_the_charts_folder(tmp_path: Path) -> None:
 
 def test_missing_helm_binary(private_tmp: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(BackendUnavailableError, match=r"helm binary '/nonexistent/helm' was not"):
-        HelmBackend(helm_binary="/nonexistent/helm").install(spec())
+        HelmBackend(helm_binary="/nonexistent/helm", namespaces=Namespaces()).install(spec())
 
     monkeypatch.setenv("PATH", str(private_tmp / "empty-bin"))
     with pytest.raises(BackendUnavailableError, match="install Helm"):

@@ -23,7 +23,7 @@ from foundryflow.cluster.base import (
     ReleaseSpec,
     ReleaseStatus,
 )
-from foundryflow.cluster.helm import HelmBackend, Runner, run_subprocess
+from foundryflow.cluster.helm import HelmBackend, NamespaceClient, Runner, run_subprocess
 from foundryflow.cluster.local import (
     ClusterRef,
     LocalClusterBackend,
@@ -60,8 +60,9 @@ class ClusterHelmBackend(HelmBackend):
         *,
         helm_binary: str = "helm",
         runner: Runner = run_subprocess,
+        namespaces: NamespaceClient | None = None,
     ) -> None:
-        super().__init__(helm_binary=helm_binary, runner=runner)
+        super().__init__(helm_binary=helm_binary, runner=runner, namespaces=namespaces)
         self.kubeconfig_conn_id = kubeconfig_conn_id
 
     def install(self, release: ReleaseSpec) -> ReleaseStatus:

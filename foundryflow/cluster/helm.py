@@ -10,7 +10,15 @@ so tests assert the exact argv. Two rules keep that command line safe:
 
 Endpoints are found by parsing ``helm get manifest``: the Services a release owns are exactly
 those in its manifest, and a Service's in-cluster DNS name is fixed by its name and
-namespace, so no Kubernetes client (and no second credential path) is needed.
+namespace, so no Kubernetes client is needed for them.
+
+A failed install cleans up after itself, removing only what it created: ``helm uninstall``
+of the release unless it existed before (then the install was an upgrade, which ``--atomic``
+rolled back), and deletion of the namespace unless it existed before. Helm cannot tell
+whether a namespace exists, so that is asked before the install through a
+:class:`NamespaceClient` (by default the official ``kubernetes`` client, reading the same
+private kubeconfig file); in a namespace that exists, ``helm status`` tells whether the
+release does. What cannot be checked counts as existing: it is never removed.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import shlex
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -33,6 +41,7 @@ from foundryflow.cluster.base import (
     BackendUnavailableError,
     ClusterBackend,
     ClusterCommandError,
+    ClusterError,
     ClusterTimeoutError,
     Endpoint,
     KubeconfigError,
@@ -59,6 +68,105 @@ class Runner(Protocol):
     """Runs one argv and returns its completed process (stdout and stderr as text)."""
 
     def __call__(self, argv: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]: ...
+
+
+class NamespaceClient(Protocol):
+    """Asks a cluster about namespaces; ``kubeconfig_path`` None: the ambient configuration."""
+
+    def exists(self, namespace: str, kubeconfig_path: Path | None) -> bool: ...
+
+    def delete(self, namespace: str, kubeconfig_path: Path | None) -> None:
+        """Delete the namespace and everything in it; a missing namespace is not an error."""
+
+
+NAMESPACE_REQUEST_TIMEOUT_SECONDS = 30.0
+"""Limit for one Kubernetes API request of :class:`KubernetesNamespaceClient`."""
+
+
+class KubernetesNamespaceClient:
+    """:class:`NamespaceClient` on the official ``kubernetes`` client (a dependency of the
+    cncf-kubernetes provider). It is imported on first use: it takes a while to import, and
+    only installs through the helm backend need it.
+
+    With no kubeconfig file it configures itself as helm does: ``$KUBECONFIG`` or
+    ``~/.kube/config`` if there is one, else the in-cluster service account. Each call builds
+    its own API client and leaves the process-wide default configuration alone.
+    """
+
+    def __init__(self, *, request_timeout: float = NAMESPACE_REQUEST_TIMEOUT_SECONDS) -> None:
+        self.request_timeout = request_timeout
+
+    def exists(self, namespace: str, kubeconfig_path: Path | None) -> bool:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        with self._api_client(kubeconfig_path) as api_client:
+            try:
+                client.CoreV1Api(api_client).read_namespace(
+                    namespace, _request_timeout=self.request_timeout
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return False
+                raise ClusterCommandError(
+                    _api_error(f"reading namespace {namespace!r}", exc)
+                ) from None
+        return True
+
+    def delete(self, namespace: str, kubeconfig_path: Path | None) -> None:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+
+        with self._api_client(kubeconfig_path) as api_client:
+            try:
+                client.CoreV1Api(api_client).delete_namespace(
+                    namespace, _request_timeout=self.request_timeout
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise ClusterCommandError(
+                        _api_error(f"deleting namespace {namespace!r}", exc)
+                    ) from None
+
+    @staticmethod
+    def _api_client(kubeconfig_path: Path | None) -> Any:
+        """A fresh ``ApiClient`` (what ``config.new_client_from_config`` builds), whose
+        certificate and key files, decoded from the kubeconfig, go next to that file: into
+        the backend's private directory, removed with it, rather than the shared temp dir."""
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        if kubeconfig_path is not None:
+            config.load_kube_config(
+                config_file=str(kubeconfig_path),
+                client_configuration=configuration,
+                persist_config=False,
+                temp_file_path=str(kubeconfig_path.parent),
+            )
+        else:
+            try:
+                config.load_kube_config(client_configuration=configuration, persist_config=False)
+            except config.ConfigException:
+                config.load_incluster_config(client_configuration=configuration)
+        return client.ApiClient(configuration)
+
+
+def _api_error(doing: str, exc: Any) -> str:
+    """One line for a Kubernetes ``ApiException``: status, reason and the API's message."""
+    detail = ""
+    with suppress(ValueError, TypeError, AttributeError):
+        detail = str(json.loads(exc.body or "{}").get("message") or "")
+    text = f"{doing} failed: HTTP {exc.status} {exc.reason or ''}".rstrip()
+    return f"{text}: {detail}" if detail else text
+
+
+def _failure(doing: str, exc: Exception) -> str:
+    """A cleanup step's error: a backend error's own message says what failed."""
+    return (
+        str(exc)
+        if isinstance(exc, ClusterError)
+        else f"{doing} failed: {type(exc).__name__}: {exc}"
+    )
 
 
 def run_subprocess(argv: list[str], *, timeout: float) -> subprocess.CompletedProcess[str]:
@@ -165,13 +273,25 @@ class HelmBackend(ClusterBackend):
 
     name: ClassVar[str] = "helm"
 
-    def __init__(self, *, helm_binary: str = "helm", runner: Runner = run_subprocess) -> None:
+    def __init__(
+        self,
+        *,
+        helm_binary: str = "helm",
+        runner: Runner = run_subprocess,
+        namespaces: NamespaceClient | None = None,
+    ) -> None:
         self.helm_binary = helm_binary
         self.runner = runner
+        self.namespaces: NamespaceClient = (
+            namespaces if namespaces is not None else KubernetesNamespaceClient()
+        )
 
     def install(self, release: ReleaseSpec) -> ReleaseStatus:
+        """``helm upgrade --install``; if it fails, what this install created is removed
+        (see :meth:`_clean_up_failed_install`) and the error says what was cleaned up."""
         chart = str(release.chart_path) if release.is_local_chart else release.chart
         with _private_dir() as work:
+            kubeconfig = self._kubeconfig_file(work, release.kubeconfig_conn_id)
             values_file = _write_private(
                 work / "values.json", json.dumps(release.values, indent=2, sort_keys=True) + "\n"
             )
@@ -195,30 +315,36 @@ class HelmBackend(ClusterBackend):
                 argv.append("--atomic")
             argv += ["--timeout", f"{release.timeout_seconds}s", "--values", str(values_file)]
             argv += ["-o", "json"]
-            result = self._run(
-                argv,
-                work,
-                release.kubeconfig_conn_id,
-                timeout=release.timeout_seconds + GRACE_SECONDS,
-                what=f"install of release {release.name!r} in namespace {release.namespace!r}",
+            namespace_existed = self._namespace_existed(release.namespace, kubeconfig)
+            release_existed = (
+                False
+                if namespace_existed is False  # a release lives in its namespace
+                else self._release_existed(release, kubeconfig)
             )
+            try:
+                result = self._run(
+                    argv,
+                    kubeconfig,
+                    timeout=release.timeout_seconds + GRACE_SECONDS,
+                    what=f"install of release {release.name!r} in namespace {release.namespace!r}",
+                )
+            except (ClusterCommandError, ReleaseNotFoundError) as exc:
+                report = self._clean_up_failed_install(
+                    release,
+                    kubeconfig,
+                    namespace_existed=namespace_existed,
+                    release_existed=release_existed,
+                )
+                exc.args = (f"{exc}; {report}",)
+                raise
         return parse_release(result.stdout)
 
     def uninstall(
         self, name: str, namespace: str, *, kubeconfig_conn_id: str | None = None
     ) -> None:
         argv = self._release_argv(["uninstall"], name, namespace, kubeconfig_conn_id, "--wait")
-        try:
-            with _private_dir() as work:
-                self._run(
-                    argv,
-                    work,
-                    kubeconfig_conn_id,
-                    timeout=COMMAND_TIMEOUT_SECONDS + GRACE_SECONDS,
-                    what=f"uninstall of release {name!r} in namespace {namespace!r}",
-                )
-        except ReleaseNotFoundError:
-            log.info("release %s in namespace %s is already uninstalled", name, namespace)
+        with _private_dir() as work:
+            self._uninstall(argv, name, namespace, self._kubeconfig_file(work, kubeconfig_conn_id))
 
     def status(
         self, name: str, namespace: str, *, kubeconfig_conn_id: str | None = None
@@ -227,8 +353,7 @@ class HelmBackend(ClusterBackend):
         with _private_dir() as work:
             result = self._run(
                 argv,
-                work,
-                kubeconfig_conn_id,
+                self._kubeconfig_file(work, kubeconfig_conn_id),
                 timeout=COMMAND_TIMEOUT_SECONDS,
                 what=f"status of release {name!r} in namespace {namespace!r}",
             )
@@ -241,14 +366,123 @@ class HelmBackend(ClusterBackend):
         with _private_dir() as work:
             result = self._run(
                 argv,
-                work,
-                kubeconfig_conn_id,
+                self._kubeconfig_file(work, kubeconfig_conn_id),
                 timeout=COMMAND_TIMEOUT_SECONDS,
                 what=f"manifest of release {name!r} in namespace {namespace!r}",
             )
         return endpoints_from_manifests(
             parse_manifest(result.stdout), release=name, namespace=namespace
         )
+
+    def _namespace_existed(self, namespace: str, kubeconfig: Path | None) -> bool | None:
+        """Whether the namespace exists before the install; None if the cluster cannot say.
+        Then the install still runs, and the namespace is never deleted."""
+        try:
+            return self.namespaces.exists(namespace, kubeconfig)
+        except Exception as exc:
+            log.warning(
+                "could not tell whether namespace %s exists (%s: %s): installing anyway; "
+                "if the install fails, the namespace will not be deleted",
+                namespace,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+
+    def _release_existed(self, release: ReleaseSpec, kubeconfig: Path | None) -> bool | None:
+        """Whether the release exists before the install (then this is an upgrade, and a
+        failed upgrade is no reason to uninstall); None if helm cannot say."""
+        argv = self._release_argv(["status"], release.name, release.namespace, None, "-o", "json")
+        try:
+            self._run(
+                argv,
+                kubeconfig,
+                timeout=COMMAND_TIMEOUT_SECONDS,
+                what=f"status of release {release.name!r} in namespace {release.namespace!r}",
+            )
+        except ReleaseNotFoundError:
+            return False
+        except ClusterCommandError as exc:
+            log.warning(
+                "could not tell whether release %s exists (%s): installing anyway; if the "
+                "install fails, the release will not be uninstalled",
+                release.name,
+                exc,
+            )
+            return None
+        return True
+
+    def _clean_up_failed_install(
+        self,
+        release: ReleaseSpec,
+        kubeconfig: Path | None,
+        *,
+        namespace_existed: bool | None,
+        release_existed: bool | None,
+    ) -> str:
+        """Remove what a failed install created: the release (``helm uninstall``; ``--atomic``
+        has usually removed it already) and the namespace, each only if it did not exist
+        before (None, unknown, counts as existing). Never raises: returns what was cleaned
+        up, kept and what failed, for the install's error message.
+        """
+        name, namespace = release.name, release.namespace
+        done: list[str] = []
+        existed: list[str] = []
+        unknown: list[str] = []
+        failed: list[str] = []
+        if release_existed is False:
+            argv = self._release_argv(["uninstall"], name, namespace, None, "--wait")
+            try:
+                if self._uninstall(argv, name, namespace, kubeconfig):
+                    done.append(f"uninstalled release {name!r}")
+                else:
+                    done.append(f"release {name!r} (already uninstalled)")
+            except Exception as exc:
+                failed.append(_failure(f"uninstall of release {name!r}", exc))
+        else:
+            (existed if release_existed else unknown).append(f"release {name!r}")
+        if namespace_existed is False:
+            try:
+                self.namespaces.delete(namespace, kubeconfig)
+                done.append(f"deleted namespace {namespace!r} it had created")
+            except Exception as exc:
+                failed.append(_failure(f"deleting namespace {namespace!r} it had created", exc))
+        else:
+            (existed if namespace_existed else unknown).append(f"namespace {namespace!r}")
+        parts = []
+        if done:
+            parts.append("cleaned up: " + ", ".join(done))
+        if existed:
+            parts.append(f"kept {' and '.join(existed)}, which existed before this install")
+        if unknown:
+            parts.append(
+                f"kept {' and '.join(unknown)} (could not tell whether "
+                f"{'it' if len(unknown) == 1 else 'they'} existed before this install)"
+            )
+        if failed:
+            parts.append("cleanup failed: " + "; ".join(failed))
+        report = "; ".join(parts)
+        (log.warning if failed else log.info)(
+            "install of release %s in namespace %s failed; %s", name, namespace, report
+        )
+        return report
+
+    def _uninstall(
+        self, argv: list[str], name: str, namespace: str, kubeconfig: Path | None
+    ) -> bool:
+        """Run ``argv`` (``helm uninstall``); False if the release was not there (already
+        uninstalled: rollback may run after a failure that left nothing behind)."""
+        try:
+            self._run(
+                argv,
+                kubeconfig,
+                timeout=COMMAND_TIMEOUT_SECONDS + GRACE_SECONDS,
+                what=f"uninstall of release {name!r} in namespace {namespace!r}",
+            )
+        except ReleaseNotFoundError:
+            log.info("release %s in namespace %s is already uninstalled", name, namespace)
+            return False
+        return True
 
     def _release_argv(
         self,
@@ -266,19 +500,25 @@ class HelmBackend(ClusterBackend):
             check_conn_id(kubeconfig_conn_id)
         return [self.helm_binary, *verb, name, "--namespace", namespace, *flags]
 
+    @staticmethod
+    def _kubeconfig_file(work: Path, kubeconfig_conn_id: str | None) -> Path | None:
+        """The connection's kubeconfig in a private file of ``work`` (None: no connection,
+        the ambient configuration); written once, shared by every command of an operation."""
+        if kubeconfig_conn_id is None:
+            return None
+        return _write_private(work / "kubeconfig", kubeconfig_from_connection(kubeconfig_conn_id))
+
     def _run(
         self,
         argv: list[str],
-        work: Path,
-        kubeconfig_conn_id: str | None,
+        kubeconfig: Path | None,
         *,
         timeout: float,
         what: str,
     ) -> subprocess.CompletedProcess[str]:
-        """Run one helm command, with the connection's kubeconfig in a private file."""
-        if kubeconfig_conn_id is not None:
-            kubeconfig = kubeconfig_from_connection(kubeconfig_conn_id)
-            argv = [*argv, "--kubeconfig", str(_write_private(work / "kubeconfig", kubeconfig))]
+        """Run one helm command, with the kubeconfig file (if any) appended."""
+        if kubeconfig is not None:
+            argv = [*argv, "--kubeconfig", str(kubeconfig)]
         log.info("running %s", shlex.join(argv))
         result = self.runner(argv, timeout=timeout)
         if result.returncode != 0:
