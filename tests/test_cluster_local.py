@@ -598,7 +598,7 @@ def test_hostile_values_are_rejected_by_the_schema_before_anything_is_written(
     ("chart_values", "message"),
     [
         (values(uuid.uuid4(), model="acme/not-onboarded"), "not in the model registry"),
-        (values(None), f"set the pod annotation {PROJECT_ANNOTATION}"),
+        (values(None, model="acme/not-onboarded"), "not in the model registry"),
         (
             {**values(None), "podAnnotations": {PROJECT_ANNOTATION: "team-a"}},
             "is not a project id",
@@ -614,6 +614,26 @@ def test_releases_the_inventory_cannot_attribute_are_refused(
     with pytest.raises(ClusterError, match=message):
         LocalClusterBackend(cluster.name).install(spec(release_name(), chart_values))
     assert inventory(cluster) == before
+
+
+def test_a_release_of_no_project_keeps_its_endpoints_on_the_release_only(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    """Use-case components (an LLM for an agent) belong to no guardrail project: their URLs
+    live on the release row, and the project ``endpoints`` table is left alone."""
+    cluster = make_cluster([("l4", "l4-24gb-x1", 4)])
+    backend = LocalClusterBackend(cluster.name)
+    name = release_name()
+
+    backend.install(spec(name, values(None)))
+
+    (endpoint,) = backend.endpoints(name, NAMESPACE)
+    assert endpoint.url == (f"http://{name}-model-endpoint.{NAMESPACE}.svc.cluster.local:8000")
+    state = inventory(cluster)
+    assert state["endpoints"] == []
+    assert [row[3] for row in state["allocations"]] == [1]  # its GPU is still accounted
+    backend.uninstall(name, NAMESPACE)
+    assert inventory(cluster) == {"releases": [], "allocations": [], "endpoints": []}
 
 
 def test_an_endpoint_name_taken_in_the_project_is_refused(

@@ -12,6 +12,7 @@ from foundryflow.store import (  # noqa: F401  (register their tables on Base.me
     catalog,
     guardrail,
     migrate,
+    usecase,
 )
 from foundryflow.store.db import normalize_url
 from foundryflow.store.models import Base
@@ -44,6 +45,7 @@ TABLES_BY_REVISION = {
         "guardrail_rule_deployments",
         "guardrail_workflows",
     },
+    "0004": {"usecase_deployments", "usecase_components"},
 }
 """What each revision creates; a new revision must say here what it adds."""
 ALL_TABLES = set().union(*TABLES_BY_REVISION.values())

@@ -18,8 +18,10 @@ the same release means the same thing on a real cluster:
   hardware shape of the catalog (``foundryflow.io/hardware``); other keys are not modelled;
 - the model: vLLM's ``--model=<uri>`` argument, which must be in the model registry
   (allocations and endpoints reference it);
-- the project owning the endpoints: the pod annotation ``foundryflow.io/project`` (chart
-  value ``podAnnotations``), required when the release has Services.
+- endpoints: every release keeps its Services' URLs on its own row; a release whose pods
+  carry the annotation ``foundryflow.io/project`` (chart value ``podAnnotations``) also gets
+  rows in the guardrail ``endpoints`` table, owned by that project and attributed to its
+  model, which is how the guardrail workflow finds the endpoints it deployed.
 
 Installing again with the same chart and values is a no-op; other values make the next
 revision, replacing the allocations and updating the endpoint rows in place (same ids).
@@ -37,7 +39,6 @@ from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import yaml
@@ -310,18 +311,6 @@ def _row_name(endpoint: Endpoint) -> str:
     return endpoint.name if endpoint.port_name is None else f"{endpoint.name}-{endpoint.port_name}"
 
 
-def _endpoint(row: EndpointRow) -> Endpoint:
-    """The contract's endpoint from a row this backend wrote (inverse of :func:`_row_name`)."""
-    url = urlsplit(row.url or "")
-    service = (url.hostname or "").split(".")[0]
-    return Endpoint(
-        name=service,
-        port_name=None if row.name == service else row.name.removeprefix(f"{service}-"),
-        port=url.port or 0,
-        url=row.url or "",
-    )
-
-
 def _chart_label(row: ClusterRelease) -> tuple[str, str | None]:
     """``name-version`` and appVersion of the release's chart. A local chart's directory is
     its version, so its Chart.yaml is read; a row this backend did not write may name a
@@ -419,12 +408,8 @@ class LocalClusterBackend(ClusterBackend):
         self._check(name, namespace, kubeconfig_conn_id)
         with self.scope() as session:
             row = self._release(session, name, namespace)
-            rows = session.scalars(
-                select(EndpointRow).where(
-                    EndpointRow.release_id == row.id, EndpointRow.url.is_not(None)
-                )
-            )
-            return sorted(map(_endpoint, rows), key=lambda e: (e.name, e.port))
+            endpoints = [Endpoint.model_validate(item) for item in row.endpoints]
+            return sorted(endpoints, key=lambda e: (e.name, e.port))
 
     def _record(
         self,
@@ -460,6 +445,7 @@ class LocalClusterBackend(ClusterBackend):
         row.chart = release.chart
         row.chart_version = release.chart_version
         row.values = dict(release.values)
+        row.endpoints = [endpoint.model_dump(mode="json") for endpoint in endpoints]
         row.revision += 1
         row.status = ReleaseState.DEPLOYED
         session.flush()
@@ -488,21 +474,15 @@ class LocalClusterBackend(ClusterBackend):
         self, session: Session, release: ReleaseSpec, demand: ReleaseDemand, has_endpoints: bool
     ) -> int | None:
         """The registry id of the model the release serves, once it needs GPUs or has
-        Services (allocation and endpoint rows reference a model; endpoints also a project).
-        Refuses a release that cannot be attributed, before anything is written."""
-        if not demand.pods and not has_endpoints:
+        project endpoints (allocation and project endpoint rows reference a model). Refuses
+        a release that cannot be attributed, before anything is written."""
+        if not demand.pods and not (has_endpoints and demand.project_id is not None):
             return None
         if demand.model_uri is None:
             raise ClusterError(
-                f"release {release.name!r} needs GPUs or has Services but its pods name no "
-                f"model ({MODEL_FLAG}<uri>): the local cluster records allocations and "
-                "endpoints per model"
-            )
-        if has_endpoints and demand.project_id is None:
-            raise ClusterError(
-                f"release {release.name!r} has Services but no project: set the pod "
-                f"annotation {PROJECT_ANNOTATION} (values.podAnnotations) to the project id "
-                "its endpoints belong to"
+                f"release {release.name!r} needs GPUs or has project endpoints but its pods "
+                f"name no model ({MODEL_FLAG}<uri>): the local cluster records allocations "
+                "and project endpoints per model"
             )
         model_id = session.scalars(select(Model.id).where(Model.uri == demand.model_uri)).first()
         if model_id is None:
@@ -520,9 +500,14 @@ class LocalClusterBackend(ClusterBackend):
         model_id: int | None,
         project_id: UUID | None,
     ) -> None:
-        """Bring the release's endpoint rows to ``endpoints``, updating rows in place so an
-        endpoint keeps its id (guardrail deployments reference it) across upgrades."""
-        wanted = {_row_name(endpoint): endpoint for endpoint in endpoints}
+        """Bring the release's project endpoint rows to ``endpoints``, updating rows in place
+        so an endpoint keeps its id (guardrail deployments reference it) across upgrades; a
+        release of no project has none."""
+        wanted = (
+            {_row_name(endpoint): endpoint for endpoint in endpoints}
+            if project_id is not None
+            else {}
+        )
         existing = {
             endpoint.name: endpoint
             for endpoint in session.scalars(

@@ -39,6 +39,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -285,6 +286,12 @@ class ClusterRelease(Base):
     chart: Mapped[str] = mapped_column(String(200))
     chart_version: Mapped[str | None] = mapped_column(String(40), comment="Remote charts only.")
     values: Mapped[dict[str, Any]]
+    endpoints: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON_LIST,
+        default=list,
+        server_default=text("'[]'::jsonb"),
+        comment="In-cluster URLs of the release's Services.",
+    )
     revision: Mapped[int] = mapped_column(default=1, comment="Helm's, 1 on first install.")
     status: Mapped[ReleaseState] = mapped_column(_enum(ReleaseState, "release_status"))
     created_at: Mapped[datetime] = _created_at()
