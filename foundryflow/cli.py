@@ -12,7 +12,7 @@ import json
 import os
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
 import typer
@@ -22,6 +22,10 @@ from rich.table import Table
 from foundryflow.benchmark.cli import matrix_app
 from foundryflow.config import REPO_ROOT
 from foundryflow.sim.cli import simulate_command
+from foundryflow.usecase.cli import usecase_app
+
+if TYPE_CHECKING:
+    from foundryflow.spec.model import Pipeline
 
 app = typer.Typer(
     name="foundryflow",
@@ -52,6 +56,7 @@ for sub, name in (
     (pipelines_app, "pipelines"),
     (actions_app, "actions"),
     (matrix_app, "matrix"),
+    (usecase_app, "usecase"),
 ):
     app.add_typer(sub, name=name)
 app.command("simulate")(simulate_command)
@@ -327,11 +332,10 @@ def executions_start(
 ) -> None:
     """Validate params and record a new execution (the first task of every run)."""
     from foundryflow.runtime import start_execution
-    from foundryflow.spec.loader import PipelineCatalog
     from foundryflow.spec.params import ParamsError
 
     try:
-        pipeline = PipelineCatalog(require_actions=False).get(pipeline_name)
+        pipeline = _pipeline_to_start(pipeline_name)
         params = json.loads(params_json) if params_json else _params_from_env(pipeline)
         started = start_execution(
             pipeline,
@@ -340,9 +344,27 @@ def executions_start(
             engine_run_id=run_id,
             execution_id=_parse_uuid(execution_id) if execution_id else None,
         )
-    except (KeyError, ParamsError, json.JSONDecodeError) as exc:
+    except (KeyError, ParamsError, ValueError) as exc:
         raise fail(str(exc.args[0]) if isinstance(exc, KeyError) else str(exc), 2) from None
     console.print(str(started))
+
+
+def _pipeline_to_start(name: str) -> Pipeline:
+    """The spec a one-off Workflow carries (``FOUNDRYFLOW_PIPELINE_SPEC``), else the named
+    pipeline of the spec folders or of the use-case templates."""
+    from foundryflow.compile.argo import PIPELINE_SPEC_ENV, decode_spec
+    from foundryflow.spec.loader import PipelineCatalog, parse_pipeline
+    from foundryflow.usecase.pipelines import PIPELINE_PREFIX, usecase_pipeline
+
+    carried = os.environ.get(PIPELINE_SPEC_ENV)
+    if carried:
+        pipeline = parse_pipeline(decode_spec(carried), PIPELINE_SPEC_ENV, require_actions=False)
+        if pipeline.name != name:
+            raise ValueError(f"{PIPELINE_SPEC_ENV} holds pipeline {pipeline.name!r}, not {name!r}")
+        return pipeline
+    if name.startswith(PIPELINE_PREFIX):
+        return usecase_pipeline(name)
+    return PipelineCatalog(require_actions=False).get(name)
 
 
 def _engine_failed(engine_status: str | None) -> bool:

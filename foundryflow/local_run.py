@@ -8,6 +8,7 @@ plugin and ``executions show`` read, whichever engine ran it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -60,11 +61,22 @@ def _configure_orm() -> None:
     configure_mappers()
 
 
-def run_pipeline(pipeline: Pipeline, params: dict[str, Any], console: Console) -> bool:
-    """Run ``pipeline`` with ``params``; True when the execution completed."""
+def run_pipeline(
+    pipeline: Pipeline,
+    params: dict[str, Any],
+    console: Console,
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> bool:
+    """Run ``pipeline`` with ``params``; True when the execution completed.
+
+    ``prepare`` runs once the platform is up (database migrated), before the run, and
+    returns the params to run with: e.g. to record a use-case deployment the run adopts.
+    """
     from foundryflow.platform import platform
 
     with platform() as _:
+        if prepare is not None:
+            params = prepare(params)
         from foundryflow.compile.airflow import build_dag
         from foundryflow.runtime import progress
 

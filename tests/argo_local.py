@@ -53,7 +53,8 @@ class LocalArgoRunner:
     def submit(
         self, template: dict[str, Any], parameters: dict[str, str] | None = None
     ) -> WorkflowRun:
-        """``argo submit --from workflowtemplate/<name> -p k=v``, run to completion."""
+        """``argo submit --from workflowtemplate/<name> -p k=v`` (or ``argo submit`` of a
+        Workflow), run to completion."""
         spec = template["spec"]
         args = {p["name"]: p.get("value") for p in spec.get("arguments", {}).get("parameters", [])}
         for key, value in (parameters or {}).items():
@@ -63,9 +64,9 @@ class LocalArgoRunner:
         missing = [k for k, v in args.items() if v is None]
         if missing:
             raise ValueError(f"parameters not supplied: {missing}")
-        run = WorkflowRun(
-            name=f"{template['metadata']['name']}-{uuid.uuid4().hex[:5]}", uid=str(uuid.uuid4())
-        )
+        metadata = template["metadata"]  # a WorkflowTemplate's name, a Workflow's generateName
+        base = metadata.get("name") or metadata["generateName"].rstrip("-")
+        run = WorkflowRun(name=f"{base}-{uuid.uuid4().hex[:5]}", uid=str(uuid.uuid4()))
         templates = {t["name"]: t for t in spec["templates"]}
         scope = {"workflow.name": run.name, "workflow.uid": run.uid}
         scope.update({f"workflow.parameters.{k}": v for k, v in args.items()})

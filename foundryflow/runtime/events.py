@@ -1,24 +1,38 @@
-"""Step and execution events on Redis Streams.
+"""Step and execution events on Redis Streams, and to in-process listeners.
 
 Every event goes to the global stream (``FOUNDRYFLOW_EVENTS_STREAM``) and to each of the
 execution's callback topics, so a UI can follow one run without scanning all of them.
 Publishing never fails a step: PostgreSQL is the record, streams are notifications.
+
+Listeners (entry-point group ``foundryflow.event_listeners``: a callable taking the event
+type and its fields) run in the process that records the change, so a domain such as use
+cases keeps its own records in step on either engine without a consumer service. An event
+raised inside a transaction is delivered once that transaction commits (and dropped if it
+rolls back), so neither a listener nor a stream reader ever sees a state not yet stored.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import cache
+from importlib.metadata import entry_points
 from typing import Any
 
 import redis
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from foundryflow.config import get_settings
 from foundryflow.store.redis_client import get_redis
 
 log = logging.getLogger(__name__)
 MAX_TOPIC_LENGTH = 200
+LISTENER_GROUP = "foundryflow.event_listeners"
+
+Listener = Callable[[str, dict[str, Any]], None]
 
 
 def callback_topics(params: dict[str, Any]) -> list[str]:
@@ -29,7 +43,43 @@ def callback_topics(params: dict[str, Any]) -> list[str]:
     return [t for t in topics if isinstance(t, str) and 0 < len(t) <= MAX_TOPIC_LENGTH]
 
 
-def publish(event_type: str, fields: dict[str, Any], topics: list[str]) -> None:
+@cache
+def listeners() -> tuple[Listener, ...]:
+    """The installed listeners, loaded once; one that does not import is logged and left out."""
+    loaded: list[Listener] = []
+    for point in sorted(entry_points(group=LISTENER_GROUP), key=lambda p: p.name):
+        try:
+            loaded.append(point.load())
+        except (ImportError, AttributeError) as exc:
+            log.error("event listener %s (%s) does not load: %s", point.name, point.value, exc)
+    return tuple(loaded)
+
+
+def publish(
+    event_type: str,
+    fields: dict[str, Any],
+    topics: list[str],
+    *,
+    session: Session | None = None,
+) -> None:
+    """Send one event; inside ``session``'s transaction, once it commits."""
+    if session is not None:
+        event.listen(
+            session,
+            "after_commit",
+            lambda _session: publish(event_type, fields, topics),
+            once=True,
+        )
+        return
+    _to_streams(event_type, fields, topics)
+    for listener in listeners():
+        try:
+            listener(event_type, fields)
+        except Exception:  # a listener keeps derived records; the step's outcome stands
+            log.exception("event listener %r failed on %s", listener, event_type)
+
+
+def _to_streams(event_type: str, fields: dict[str, Any], topics: list[str]) -> None:
     settings = get_settings()
     if not settings.redis_url:
         log.debug("FOUNDRYFLOW_REDIS_URL not set; event %s not published", event_type)

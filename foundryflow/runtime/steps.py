@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID
 
 from pydantic import ValidationError
+from sqlalchemy.orm import object_session
 
 from foundryflow.actions.base import Action, ActionContext, ActionOutputs
 from foundryflow.actions.registry import ActionRegistry
@@ -71,6 +72,7 @@ def _event(row: StepRun, execution: Execution, kind: str) -> None:
             "error": row.error or "",
         },
         events.callback_topics(execution.params),
+        session=object_session(row),
     )
 
 
