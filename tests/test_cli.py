@@ -98,6 +98,7 @@ GROUPS = {
     "argo": ["render", "lint"],
     "pipelines": ["list"],
     "actions": ["list"],
+    "usecase": ["validate", "render", "deploy", "status", "stop"],
 }
 
 
