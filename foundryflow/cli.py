@@ -527,15 +527,20 @@ def up(
         wait_for_airflow,
     )
     from foundryflow.spec.loader import PipelineCatalog
+    from foundryflow.usecase.pipelines import scan as scan_usecases
 
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with platform(port) as (services, airflow, env):
         console.print(f"PostgreSQL  {services.database_url}")
         console.print(f"Redis       {services.redis_url}")
         pipelines, problems = PipelineCatalog(require_actions=False).scan()
+        usecases, template_problems = scan_usecases()
         console.print(f"pipelines   {', '.join(sorted(pipelines)) or 'none'}")
+        console.print(f"use cases   {', '.join(sorted(usecases)) or 'none'}")
         for problem in problems:
             err.print(f"[yellow]spec problem:[/] {problem}", highlight=False)
+        for text in template_problems:
+            err.print(f"[yellow]template problem:[/] {text}", highlight=False)
         log_file = airflow.home / "standalone.log"
         process = start_airflow(env, log_file)
         try:
