@@ -325,3 +325,15 @@ def test_render_gives_a_schema_valid_workflow_carrying_its_spec() -> None:
     arguments = {p["name"]: p.get("value") for p in doc["spec"]["arguments"]["parameters"]}
     assert arguments["deployment_name"] == "my-agent"
     assert arguments["llm"] == "llama-3-8b"
+
+
+def test_a_broken_template_is_reported_and_the_others_still_build(tmp_path: Any) -> None:
+    from foundryflow.usecase.pipelines import scan
+
+    (tmp_path / "agent-rag.yaml").write_text(yaml.safe_dump(AGENT_RAG))
+    broken = copy.deepcopy(AGENT_RAG) | {"name": "broken"}
+    component(broken, "agent_runtime")["chart"]["ref"] = "charts/../../etc"
+    (tmp_path / "broken.yaml").write_text(yaml.safe_dump(broken))
+    pipelines, problems = scan(tmp_path)
+    assert list(pipelines) == ["usecase-agent-rag"]
+    assert len(problems) == 1 and "broken.yaml" in problems[0] and "chart" in problems[0]
