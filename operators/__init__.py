@@ -3,12 +3,8 @@
 install, Redis sync)."""
 
 from operators.action import ActionOperator, FanoutOperator
-from operators.guardrail import (
-    HelmInstallOperator,
-    OnboardModelsOperator,
-    RedisConfigSyncOperator,
-    SimulateOperator,
-)
+from operators.guardrail import OnboardModelsOperator, RedisConfigSyncOperator, SimulateOperator
+from operators.helm import HelmInstallOperator
 from operators.lifecycle import FinishExecutionOperator, RollbackOperator, StartExecutionOperator
 
 __all__ = [

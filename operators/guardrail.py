@@ -1,11 +1,11 @@
 """Named guardrail operators for hand-written DAGs: no pipeline spec, no execution row.
 
 Each is a thin adapter over the library function the guardrail pipeline actions call, so a
-DAG author and a generated pipeline share one implementation:
+DAG author and a generated pipeline share one implementation (``HelmInstallOperator``, over
+the use cases' ``install_chart``, is in :mod:`operators.helm`):
 
 - :class:`OnboardModelsOperator`: :func:`foundryflow.registry.onboard.onboard_models_all_or_nothing`
 - :class:`SimulateOperator`: the catalog lookup and simulator of ``foundryflow simulate``
-- :class:`HelmInstallOperator`: ``backend_for(cluster).install(ReleaseSpec(...))``
 - :class:`RedisConfigSyncOperator`: :meth:`foundryflow.configsync.GuardrailConfigStore.write`
 
 Input a user can get wrong (unknown names, hostile release names, invalid configs) fails the
@@ -221,101 +221,6 @@ class SimulateOperator(BaseOperator):
             "fits" if prediction.fits else "DOES NOT FIT",
         )
         return result
-
-
-class HelmInstallOperator(BaseOperator):
-    """Install or upgrade a chart release on a cluster of the inventory.
-
-    The cluster's row picks the backend (``helm`` against a real cluster, ``local`` for the
-    PostgreSQL inventory; ``FOUNDRYFLOW_CLUSTER_BACKEND`` overrides it). The release is
-    validated before any backend is touched: a bad name, namespace or chart reference
-    changes nothing. With the ``model-endpoint`` chart on a local cluster, ``values`` must
-    name a registered model (``model.name``) and, as it has a Service, the owning project
-    (``podAnnotations: {"foundryflow.io/project": "<uuid>"}``).
-
-    :param cluster: Cluster name or id. (templated)
-    :param release: Helm release name (DNS-1123 label, at most 53 characters). (templated)
-    :param namespace: Target namespace (DNS-1123 label). (templated)
-    :param chart: Chart directory under ``charts/``, or an ``oci://`` reference. (templated)
-    :param values: Chart values, checked against the chart's schema. Render them as native
-        objects (DAG ``render_template_as_native_obj=True``) to template numbers. (templated)
-    :param timeout_seconds: How long the backend may wait for the release to be ready.
-    :return: ``{"cluster": ..., "status": <release status>, "endpoints": [...]}``.
-    """
-
-    template_fields: Sequence[str] = ("cluster", "release", "namespace", "chart", "values")
-    template_fields_renderers = {"values": "json"}
-    ui_color = "#e0e7ff"
-
-    def __init__(
-        self,
-        *,
-        cluster: str,
-        release: str,
-        namespace: str,
-        chart: str = "model-endpoint",
-        values: dict[str, Any] | None = None,
-        timeout_seconds: int = 600,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.cluster = cluster
-        self.release = release
-        self.namespace = namespace
-        self.chart = chart
-        self.values = values
-        self.timeout_seconds = timeout_seconds
-
-    def execute(self, context: Context) -> dict[str, Any]:
-        from pydantic import ValidationError
-
-        from foundryflow.cluster.backends import backend_for
-        from foundryflow.cluster.base import (
-            ClusterError,
-            InvalidReleaseError,
-            ReleaseSpec,
-            ValuesValidationError,
-        )
-
-        try:
-            spec = ReleaseSpec(
-                name=self.release,
-                namespace=self.namespace,
-                chart=self.chart,
-                values=self.values or {},
-                timeout_seconds=self.timeout_seconds,
-            )
-        except ValidationError as exc:
-            raise AirflowFailException(f"invalid release: {_problems(exc)}") from None
-        try:
-            backend = backend_for(self.cluster)
-        except ClusterError as exc:
-            raise AirflowFailException(str(exc)) from None
-        self.log.info(
-            "installing release %s (chart %s) in namespace %s of cluster %s (%s backend)",
-            spec.name,
-            spec.chart,
-            spec.namespace,
-            self.cluster,
-            backend.name,
-        )
-        try:
-            status = backend.install(spec)
-        except (InvalidReleaseError, ValuesValidationError) as exc:
-            raise AirflowFailException(str(exc)) from None
-        endpoints = backend.endpoints(spec.name, spec.namespace)
-        self.log.info(
-            "release %s revision %d: %s; endpoints: %s",
-            status.name,
-            status.revision,
-            status.state.value,
-            ", ".join(endpoint.url for endpoint in endpoints) or "none",
-        )
-        return {
-            "cluster": self.cluster,
-            "status": status.model_dump(mode="json"),
-            "endpoints": [endpoint.model_dump(mode="json") for endpoint in endpoints],
-        }
 
 
 def _redis_from_connection(conn_id: str) -> redis.Redis:

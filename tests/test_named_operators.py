@@ -1,8 +1,9 @@
 """The named guardrail operators in a hand-written DAG, really run with ``dag.test()``.
 
-Real PostgreSQL (catalog, registry, cluster inventory on the ``local`` backend) and real
-Redis: each test checks the XComs Airflow recorded and the effects in the services, then
-removes what it created (the release frees its GPUs; the Redis keys are deleted).
+Real PostgreSQL (catalog, registry, cluster inventory on the ``local`` backend, which renders
+the real charts with Helm's engine and validates every manifest) and real Redis: each test
+checks the XComs Airflow recorded and the effects in the services, then removes what it
+created (releases are uninstalled, freeing their GPUs; the Redis keys are deleted).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import string
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 import pytest
 from sqlalchemy import func, select
@@ -98,6 +99,13 @@ def release_count(namespace: str) -> int:
         return count or 0
 
 
+def cluster_id(name: str) -> str:
+    from foundryflow.store.guardrail import Cluster
+
+    with session_scope() as session:
+        return str(session.scalars(select(Cluster.id).where(Cluster.name == name)).one())
+
+
 def guardrail_config(profile_id: str, project_id: str, endpoint_url: str) -> dict[str, Any]:
     return {
         "profile_id": profile_id,
@@ -126,12 +134,12 @@ def guardrail_config(profile_id: str, project_id: str, endpoint_url: str) -> dic
 def test_onboard_simulate_install_sync_chain(demo: None, redis_client: Any) -> None:
     from airflow.sdk import DAG
 
-    from foundryflow.cluster.backends import backend_for
     from foundryflow.cluster.local import PROJECT_ANNOTATION
     from foundryflow.configsync import GuardrailConfigStore, StoredConfig
     from foundryflow.store.catalog import Model
     from foundryflow.store.guardrail import ClusterRelease
-    from operators.guardrail import (
+    from foundryflow.usecase.releases import job_id, uninstall_chart
+    from operators import (
         HelmInstallOperator,
         OnboardModelsOperator,
         RedisConfigSyncOperator,
@@ -156,7 +164,7 @@ def test_onboard_simulate_install_sync_chain(demo: None, redis_client: Any) -> N
         install = HelmInstallOperator(
             task_id="helm_install",
             cluster=CLUSTER,
-            release=release,
+            release_name=release,
             namespace=namespace,
             values={
                 "model": {
@@ -171,7 +179,7 @@ def test_onboard_simulate_install_sync_chain(demo: None, redis_client: Any) -> N
             task_id="sync_config",
             profile_id=profile_id,
             config=guardrail_config(
-                profile_id, project_id, pulled("helm_install", "['endpoints'][0]['url']")
+                profile_id, project_id, pulled("helm_install", "['endpoint_url']")
             ),
             redis_conn_id=REDIS_CONN,
         )
@@ -206,14 +214,22 @@ def test_onboard_simulate_install_sync_chain(demo: None, redis_client: Any) -> N
             assert prediction[field] > 0
 
         installed = xcom(dag_run, "helm_install")
-        assert installed["cluster"] == CLUSTER
-        assert installed["status"]["name"] == release
-        assert installed["status"]["namespace"] == namespace
-        assert installed["status"]["state"] == "deployed"
-        assert installed["status"]["revision"] == 1
-        [endpoint] = installed["endpoints"]
-        assert endpoint["url"].startswith(f"http://{release}")
-        assert f".{namespace}.svc.cluster.local:" in endpoint["url"]
+        service = f"{release}-model-endpoint"
+        assert installed == {
+            "job_id": job_id(UUID(cluster_id(CLUSTER)), namespace, release, 1),
+            "cluster_id": cluster_id(CLUSTER),
+            "namespace": namespace,
+            "release_name": release,
+            "revision": 1,
+            "chart": installed["chart"],
+            "status": "deployed",
+            "endpoint_url": installed["endpoint_url"],
+            "services": [service],
+        }
+        assert installed["chart"].startswith("model-endpoint-")
+        assert installed["endpoint_url"].startswith(
+            f"http://{service}.{namespace}.svc.cluster.local:"
+        )
         with session_scope() as session:
             row = session.scalars(
                 select(ClusterRelease).where(
@@ -228,9 +244,9 @@ def test_onboard_simulate_install_sync_chain(demo: None, redis_client: Any) -> N
         assert synced["version"] == 1
         stored = StoredConfig.model_validate_json(redis_client.get(synced["key"]))
         assert stored.sha256 == synced["sha256"]
-        assert stored.config.endpoints[MODEL].url == endpoint["url"]
+        assert stored.config.endpoints[MODEL].url == installed["endpoint_url"]
     finally:
-        backend_for(CLUSTER).uninstall(release, namespace)
+        uninstall_chart(CLUSTER, release, namespace)
         store.delete(profile_id)
     assert release_count(namespace) == 0
     assert redis_client.get(store.key(profile_id)) is None
@@ -242,7 +258,7 @@ def test_bad_input_fails_the_task_and_writes_nothing(
     from airflow.sdk import DAG
 
     from foundryflow.cluster.local import PROJECT_ANNOTATION
-    from operators.guardrail import HelmInstallOperator, SimulateOperator
+    from operators import HelmInstallOperator, SimulateOperator
 
     suffix = uuid4().hex[:8]
     namespace = f"named-ops-{suffix}"
@@ -259,14 +275,14 @@ def test_bad_input_fails_the_task_and_writes_nothing(
         after_simulate = HelmInstallOperator(
             task_id="install_after_simulate",
             cluster=CLUSTER,
-            release=f"ok-{suffix}",
+            release_name=f"ok-{suffix}",
             namespace=namespace,
             values=values,
         )
         HelmInstallOperator(
             task_id="hostile_release",
             cluster=CLUSTER,
-            release="../../etc/passwd",
+            release_name="../../etc/passwd",
             namespace=namespace,
             values=values,
         )
@@ -282,7 +298,150 @@ def test_bad_input_fails_the_task_and_writes_nothing(
         "hostile_release": "failed",
     }
     assert "unknown hardware 'no-such-gpu-x9'; known:" in output
-    assert "release name '../../etc/passwd' is not a DNS-1123 label" in output
+    assert (
+        "invalid release: release_name: release name '../../etc/passwd' is not a DNS-1123 "
+        "label" in output
+    )
     assert xcom(dag_run, "simulate") is None
     assert xcom(dag_run, "hostile_release") is None
     assert release_count(namespace) == 0
+
+
+def test_agent_runtime_chart_on_a_local_cluster(demo: None) -> None:
+    """Any chart of the repository, not only model-endpoint: names and values templated."""
+    from airflow.sdk import DAG
+
+    from foundryflow.store.guardrail import ClusterRelease
+    from foundryflow.usecase.releases import job_id, uninstall_chart
+    from operators import HelmInstallOperator
+
+    suffix = uuid4().hex[:8]
+    namespace, release = f"named-ops-{suffix}", f"agent-{suffix}"
+    llm = f"http://llm-{suffix}.{namespace}.svc.cluster.local:8000"
+    with DAG(
+        f"named_operators_agent_{suffix}",
+        schedule=None,
+        params={"release": release, "namespace": namespace, "llm": llm},
+    ) as dag:
+        HelmInstallOperator(
+            task_id="agent",
+            cluster=cluster_id(CLUSTER),  # by id this time
+            release_name="{{ params.release }}",
+            namespace="{{ params.namespace }}",
+            chart_ref="charts/agent-runtime",
+            values={"llmEndpoint": "{{ params.llm }}", "logLevel": "debug"},
+            timeout_seconds=120,
+        )
+
+    try:
+        dag_run = run(dag)
+
+        assert str(dag_run.state) == "success"
+        service = f"{release}-agent-runtime"  # the chart's fullname: <release>-<chart>
+        assert xcom(dag_run, "agent") == {
+            "job_id": job_id(UUID(cluster_id(CLUSTER)), namespace, release, 1),
+            "cluster_id": cluster_id(CLUSTER),
+            "namespace": namespace,
+            "release_name": release,
+            "revision": 1,
+            "chart": "agent-runtime-0.1.0",
+            "status": "deployed",
+            "endpoint_url": f"http://{service}.{namespace}.svc.cluster.local:8080",
+            "services": [service],
+        }
+        with session_scope() as session:
+            row = session.scalars(
+                select(ClusterRelease).where(
+                    ClusterRelease.namespace == namespace, ClusterRelease.name == release
+                )
+            ).one()
+            assert (row.chart, row.chart_version) == ("agent-runtime", None)
+            assert row.values == {"llmEndpoint": llm, "logLevel": "debug"}
+            assert [endpoint["url"] for endpoint in row.endpoints] == [
+                f"http://{service}.{namespace}.svc.cluster.local:8080"
+            ]
+    finally:
+        uninstall_chart(CLUSTER, release, namespace)
+    assert release_count(namespace) == 0
+
+
+def test_hostile_values_and_chart_refs_fail_before_any_backend(
+    demo: None, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocked values at any depth, a path out of charts/ and values the chart's schema
+    refuses: each task fails with the path and the reason on one line, nothing recorded."""
+    from airflow.sdk import DAG
+
+    import foundryflow.usecase.releases as releases
+    from operators import HelmInstallOperator
+
+    backends: list[object] = []
+    real_backend_for = releases.backend_for
+
+    def spy(cluster: Any, **kwargs: Any) -> Any:
+        backends.append(cluster)
+        return real_backend_for(cluster, **kwargs)
+
+    monkeypatch.setattr(releases, "backend_for", spy)
+    suffix = uuid4().hex[:8]
+    namespace = f"named-ops-{suffix}"
+    tasks = {
+        "privileged_pod": {"values": {"podSecurityContext": {"privileged": True}}},
+        "privileged_nested": {"values": {"x": [{"securityContext": {"privileged": True}}]}},
+        "chart_traversal": {"chart_ref": "charts/../x"},
+        "version_of_local_chart": {"chart_version": "1.2.3"},
+        "schema_refused": {"values": {"replicaCount": "two", "unknownKey": 1}},
+        "unknown_cluster": {"cluster": "no-such-cluster"},
+    }
+    with DAG(f"named_operators_hostile_{suffix}", schedule=None) as dag:
+        for task_id, arguments in tasks.items():
+            HelmInstallOperator(
+                **{
+                    "task_id": task_id,
+                    "cluster": CLUSTER,
+                    "release_name": f"{task_id.replace('_', '-')}-{suffix}",
+                    "namespace": namespace,
+                    "chart_ref": "charts/agent-runtime",
+                    **arguments,
+                }
+            )
+
+    try:
+        dag_run = run(dag)
+        output = "".join(capfd.readouterr())
+        reached = list(backends)  # before the cleanup below asks for backends itself
+    finally:
+        for task_id in tasks:
+            releases.uninstall_chart(CLUSTER, f"{task_id.replace('_', '-')}-{suffix}", namespace)
+
+    assert str(dag_run.state) == "failed"
+    assert states(dag_run) == dict.fromkeys(tasks, "failed")
+    for task_id in tasks:
+        assert xcom(dag_run, task_id) is None
+    assert release_count(namespace) == 0
+    # Each message is one line: path and reason in one substring.
+    assert (
+        f"values of release privileged-pod-{suffix} refused: podSecurityContext.privileged "
+        "is blocked (a privileged container has full access to the node)" in output
+    )
+    assert (
+        f"values of release privileged-nested-{suffix} refused: "
+        "x[0].securityContext.privileged is blocked (a privileged container has full access "
+        "to the node)" in output
+    )
+    assert (
+        "chart reference 'charts/../x' contains '.' or '..' path segments: write the path "
+        "without them" in output
+    )
+    assert (
+        "charts/agent-runtime is a local chart, used as it is in the repository: give no "
+        "version (got '1.2.3')" in output
+    )
+    assert (
+        "values rejected by charts/agent-runtime/values.schema.json: (root): Additional "
+        "properties are not allowed ('unknownKey' was unexpected); replicaCount: 'two' is not "
+        "of type 'integer'" in output
+    )
+    assert "no cluster 'no-such-cluster' (neither a cluster id nor a name)" in output
+    # Only the schema check reached a backend (the local one renders the chart to check it).
+    assert reached == [UUID(cluster_id(CLUSTER))]
