@@ -22,9 +22,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.progress_bar import ProgressBar
 from rich.table import Table
+
+from foundryflow.console import console, usage_error
 
 if TYPE_CHECKING:
     from foundryflow.benchmark.matrix import MatrixFilters
@@ -39,8 +40,6 @@ matrix_app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
 
 OPTION_OF_FIELD = {
     "hardware": "--hardware",
@@ -51,12 +50,6 @@ OPTION_OF_FIELD = {
 }
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def usage_error(message: str) -> typer.Exit:
-    """Exit 2: the command line or the data it names must change, retrying will not help."""
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(2)
 
 
 def parse_duration(text: str, option: str) -> timedelta:

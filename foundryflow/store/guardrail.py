@@ -28,7 +28,6 @@ from sqlalchemy import (
     JSON,
     CheckConstraint,
     DateTime,
-    Enum,
     Float,
     ForeignKey,
     ForeignKeyConstraint,
@@ -46,7 +45,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from foundryflow.cluster.base import ReleaseState
 from foundryflow.store.catalog import HardwareConfig, Model
-from foundryflow.store.models import Base, Execution, ExecutionStatus
+from foundryflow.store.models import Base, Execution, ExecutionStatus, str_enum
 
 JSON_LIST = JSON().with_variant(JSONB(), "postgresql")
 """Typed JSON arrays (the Base maps only ``dict[str, Any]`` to JSONB by itself)."""
@@ -108,19 +107,6 @@ class WorkflowStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-def _enum(enum: type[StrEnum], name: str) -> Enum:
-    """Stored by value (``"running"``, as the seed and the UI spell them), checked by a CHECK."""
-    return Enum(
-        enum,
-        name=name,
-        native_enum=False,
-        length=16,
-        create_constraint=True,
-        validate_strings=True,
-        values_callable=lambda members: [member.value for member in members],
-    )
-
-
 def _guard_types() -> ARRAY[str]:
     return ARRAY(String(16))
 
@@ -153,7 +139,7 @@ class GuardrailProvider(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    type: Mapped[ProviderType] = mapped_column(_enum(ProviderType, "provider_type"))
+    type: Mapped[ProviderType] = mapped_column(str_enum(ProviderType, "provider_type"))
     description: Mapped[str] = mapped_column(Text)
     credential_conn_id: Mapped[str | None] = mapped_column(
         String(250), comment="Airflow connection id; the secret stays in Airflow."
@@ -210,7 +196,7 @@ class GuardrailRule(Base):
     description: Mapped[str] = mapped_column(Text)
     model_uri: Mapped[str | None] = mapped_column(String(200), comment="NULL: not model-based.")
     model_provider_type: Mapped[ProviderType | None] = mapped_column(
-        _enum(ProviderType, "model_provider_type")
+        str_enum(ProviderType, "model_provider_type")
     )
     model_id: Mapped[int | None] = mapped_column(
         ForeignKey("models.id", ondelete="SET NULL"), comment="Set once the model is onboarded."
@@ -235,7 +221,7 @@ class Cluster(Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(100), unique=True)
     backend: Mapped[ClusterBackendName] = mapped_column(
-        _enum(ClusterBackendName, "cluster_backend")
+        str_enum(ClusterBackendName, "cluster_backend")
     )
     kubeconfig_conn_id: Mapped[str | None] = mapped_column(String(250))
     created_at: Mapped[datetime] = _created_at()
@@ -292,8 +278,14 @@ class ClusterRelease(Base):
         server_default=text("'[]'::jsonb"),
         comment="In-cluster URLs of the release's Services.",
     )
+    workloads: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSON_LIST,
+        default=list,
+        server_default=text("'[]'::jsonb"),
+        comment="Deployments and StatefulSets of the release with their replicas.",
+    )
     revision: Mapped[int] = mapped_column(default=1, comment="Helm's, 1 on first install.")
-    status: Mapped[ReleaseState] = mapped_column(_enum(ReleaseState, "release_status"))
+    status: Mapped[ReleaseState] = mapped_column(str_enum(ReleaseState, "release_status"))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -318,7 +310,7 @@ class ClusterAllocation(Base):
     )
     node_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cluster_nodes.id"))
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
-    hardware_mode: Mapped[HardwareMode] = mapped_column(_enum(HardwareMode, "hardware_mode"))
+    hardware_mode: Mapped[HardwareMode] = mapped_column(str_enum(HardwareMode, "hardware_mode"))
     devices_used: Mapped[int]
     memory_gb: Mapped[float] = mapped_column(Float, comment="Across all devices used.")
     created_at: Mapped[datetime] = _created_at()
@@ -346,7 +338,7 @@ class Endpoint(Base):
         ForeignKey("cluster_releases.id", ondelete="CASCADE")
     )
     url: Mapped[str | None] = mapped_column(String(500), comment="Known once deployed.")
-    status: Mapped[EndpointStatus] = mapped_column(_enum(EndpointStatus, "endpoint_status"))
+    status: Mapped[EndpointStatus] = mapped_column(str_enum(EndpointStatus, "endpoint_status"))
     created_at: Mapped[datetime] = _created_at()
     updated_at: Mapped[datetime] = _updated_at()
 
@@ -528,7 +520,7 @@ class GuardrailWorkflow(Base):
     created_by: Mapped[str | None] = mapped_column(String(100))
     current_step: Mapped[int] = mapped_column(SmallInteger, default=1)
     status: Mapped[WorkflowStatus] = mapped_column(
-        _enum(WorkflowStatus, "workflow_status"), default=WorkflowStatus.IN_PROGRESS
+        str_enum(WorkflowStatus, "workflow_status"), default=WorkflowStatus.IN_PROGRESS
     )
     error: Mapped[str | None] = mapped_column(Text)
     model_statuses: Mapped[list[dict[str, Any]] | None] = mapped_column(

@@ -71,9 +71,17 @@ class RollbackStatus(StrEnum):
     FAILED = "FAILED"
 
 
-def _enum(enum: type[StrEnum], name: str) -> Enum:
+def str_enum(enum: type[StrEnum], name: str) -> Enum:
+    """A status column: stored by value (``"running"``, as the seeds and UIs spell them) in a
+    VARCHAR with a CHECK, so adding a member is a migration of a constraint, not of a type."""
     return Enum(
-        enum, name=name, native_enum=False, length=16, validate_strings=True, create_constraint=True
+        enum,
+        name=name,
+        native_enum=False,
+        length=16,
+        create_constraint=True,
+        validate_strings=True,
+        values_callable=lambda members: [member.value for member in members],
     )
 
 
@@ -92,12 +100,12 @@ class Execution(Base):
     engine_run_id: Mapped[str] = mapped_column(String(250))
     params: Mapped[dict[str, Any]]
     status: Mapped[ExecutionStatus] = mapped_column(
-        _enum(ExecutionStatus, "execution_status"), default=ExecutionStatus.RUNNING
+        str_enum(ExecutionStatus, "execution_status"), default=ExecutionStatus.RUNNING
     )
     error: Mapped[str | None] = mapped_column(Text)
     outputs: Mapped[dict[str, Any] | None]
     rollback_status: Mapped[RollbackStatus | None] = mapped_column(
-        _enum(RollbackStatus, "rollback_status")
+        str_enum(RollbackStatus, "rollback_status")
     )
     rollback_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -125,7 +133,7 @@ class StepRun(Base):
     step_id: Mapped[str] = mapped_column(String(63))
     map_index: Mapped[int] = mapped_column(Integer, default=-1)
     status: Mapped[StepStatus] = mapped_column(
-        _enum(StepStatus, "step_status"), default=StepStatus.PENDING
+        str_enum(StepStatus, "step_status"), default=StepStatus.PENDING
     )
     attempt: Mapped[int] = mapped_column(Integer, default=0)
     params: Mapped[dict[str, Any] | None] = mapped_column(comment="Params after rendering.")

@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     DateTime,
-    Enum,
     ForeignKey,
     Index,
     String,
@@ -30,7 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from foundryflow.store.guardrail import Cluster
-from foundryflow.store.models import Base
+from foundryflow.store.models import Base, str_enum
 
 JSON_LIST = JSON().with_variant(JSONB(), "postgresql")
 
@@ -68,18 +67,6 @@ class ComponentStatus(StrEnum):
     """Its release was uninstalled (stop, or rollback of a failed deployment)."""
 
 
-def _enum(enum: type[StrEnum], name: str) -> Enum:
-    return Enum(
-        enum,
-        name=name,
-        native_enum=False,
-        length=16,
-        create_constraint=True,
-        validate_strings=True,
-        values_callable=lambda members: [member.value for member in members],
-    )
-
-
 class UseCaseDeployment(Base):
     """A use case deployed (or being deployed) from a template onto one cluster.
 
@@ -109,7 +96,7 @@ class UseCaseDeployment(Base):
     selections: Mapped[dict[str, Any]]
     parameters: Mapped[dict[str, Any]]
     status: Mapped[DeploymentStatus] = mapped_column(
-        _enum(DeploymentStatus, "usecase_deployment_status"), default=DeploymentStatus.PENDING
+        str_enum(DeploymentStatus, "usecase_deployment_status"), default=DeploymentStatus.PENDING
     )
     execution_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("executions.id", ondelete="SET NULL"),
@@ -146,7 +133,7 @@ class UseCaseComponent(Base):
     position: Mapped[int] = mapped_column(comment="Deployment order; stop goes in reverse.")
     selected: Mapped[str | None] = mapped_column(String(100))
     status: Mapped[ComponentStatus] = mapped_column(
-        _enum(ComponentStatus, "usecase_component_status"), default=ComponentStatus.PENDING
+        str_enum(ComponentStatus, "usecase_component_status"), default=ComponentStatus.PENDING
     )
     release_name: Mapped[str | None] = mapped_column(String(53))
     namespace: Mapped[str | None] = mapped_column(String(63))

@@ -16,8 +16,9 @@ from uuid import UUID
 import typer
 import yaml
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
+
+from foundryflow.console import console, err, usage_error
 
 if TYPE_CHECKING:
     from foundryflow.store.usecase import UseCaseDeployment
@@ -29,8 +30,6 @@ usecase_app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
 
 STATUS_STYLE = {
     "RUNNING": "green",
@@ -41,11 +40,6 @@ STATUS_STYLE = {
     "STOPPING": "magenta",
     "STOPPED": "magenta",
 }
-
-
-def usage_error(message: str) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
-    return typer.Exit(2)
 
 
 def _load_request(path: Path) -> DeploymentRequest:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from foundryflow.actions import Action, ActionContext, ActionMeta, ActionOutputs, ActionParams
+from foundryflow.actions import Action, ActionContext, ActionMeta, ActionParams
+from foundryflow.actions.usecase.helm_deploy import HelmDeployOutputs
 from foundryflow.usecase.catalog import CatalogEntry
 from foundryflow.usecase.releases import ChartRelease, install_chart, uninstall_chart
 from foundryflow.usecase.template import ComponentType
@@ -49,13 +50,7 @@ class DeploymentCreateParams(ActionParams):
         )
 
 
-class DeploymentCreateOutputs(ActionOutputs):
-    job_id: str
-    namespace: str
-    release_name: str
-    endpoint_url: str
-    services: list[str]
-    status: str
+class DeploymentCreateOutputs(HelmDeployOutputs):
     selected: str
 
 
@@ -79,15 +74,7 @@ class DeploymentCreate(Action[DeploymentCreateParams, DeploymentCreateOutputs]):
             installed.namespace,
             installed.endpoint_url or "no endpoint",
         )
-        return DeploymentCreateOutputs(
-            job_id=installed.job_id,
-            namespace=installed.namespace,
-            release_name=installed.release_name,
-            endpoint_url=installed.endpoint_url,
-            services=installed.services,
-            status="running",
-            selected=params.selected,
-        )
+        return DeploymentCreateOutputs.of(installed, selected=params.selected)
 
     def compensate(
         self, ctx: ActionContext, params: DeploymentCreateParams, outputs: DeploymentCreateOutputs

@@ -7,8 +7,15 @@ event and the outputs are known when it completes. Rollback uninstalls the relea
 
 from __future__ import annotations
 
+from typing import Self
+
 from foundryflow.actions import Action, ActionContext, ActionMeta, ActionOutputs, ActionParams
-from foundryflow.usecase.releases import ChartRelease, install_chart, uninstall_chart
+from foundryflow.usecase.releases import (
+    ChartRelease,
+    InstalledRelease,
+    install_chart,
+    uninstall_chart,
+)
 
 
 class HelmDeployParams(ActionParams, ChartRelease):
@@ -22,6 +29,19 @@ class HelmDeployOutputs(ActionOutputs):
     endpoint_url: str
     services: list[str]
     status: str
+
+    @classmethod
+    def of(cls, installed: InstalledRelease, **more: str) -> Self:
+        """The outputs of an install that went through (the seed's ``status: running``)."""
+        return cls(
+            job_id=installed.job_id,
+            namespace=installed.namespace,
+            release_name=installed.release_name,
+            endpoint_url=installed.endpoint_url,
+            services=installed.services,
+            status="running",
+            **more,
+        )
 
 
 class HelmDeploy(Action[HelmDeployParams, HelmDeployOutputs]):
@@ -46,14 +66,7 @@ class HelmDeploy(Action[HelmDeployParams, HelmDeployOutputs]):
             installed.namespace,
             installed.endpoint_url or "no endpoint",
         )
-        return HelmDeployOutputs(
-            job_id=installed.job_id,
-            namespace=installed.namespace,
-            release_name=installed.release_name,
-            endpoint_url=installed.endpoint_url,
-            services=installed.services,
-            status="running",
-        )
+        return HelmDeployOutputs.of(installed)
 
     def compensate(
         self, ctx: ActionContext, params: HelmDeployParams, outputs: HelmDeployOutputs
