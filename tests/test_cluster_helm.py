@@ -30,8 +30,10 @@ from foundryflow.cluster.base import (
     BackendUnavailableError,
     ChartReferenceError,
     ClusterCommandError,
+    ClusterError,
     ClusterTimeoutError,
     Endpoint,
+    Instances,
     InvalidReleaseError,
     KubeconfigError,
     ReleaseNotFoundError,
@@ -43,6 +45,7 @@ from foundryflow.cluster.base import (
 from foundryflow.cluster.helm import (
     HelmBackend,
     KubernetesNamespaceClient,
+    KubernetesWorkloadClient,
     parse_manifest,
     run_subprocess,
 )
@@ -258,13 +261,15 @@ class Namespaces:
 
 @pytest.fixture(autouse=True)
 def no_kubernetes_api(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No test reaches a Kubernetes API: a backend built without a fake NamespaceClient
-    fails the test (pytest.fail is a BaseException, which the backend does not swallow)."""
+    """No test reaches a Kubernetes API: a backend built without a fake NamespaceClient or
+    WorkloadClient fails the test (pytest.fail is a BaseException, which the backend does
+    not swallow)."""
 
     def refuse(*args: Any, **kwargs: Any) -> None:
-        pytest.fail("a test used the real Kubernetes API: pass namespaces=Namespaces()")
+        pytest.fail("a test used the real Kubernetes API: pass namespaces= / workloads=")
 
     monkeypatch.setattr(kubernetes.client, "CoreV1Api", refuse)
+    monkeypatch.setattr(kubernetes.client, "AppsV1Api", refuse)
 
 
 @pytest.fixture
@@ -949,14 +954,16 @@ def test_hostile_release_specs_are_refused(overrides: dict[str, Any], message: s
     [("demo", "--kubeconfig"), ("--all", "ml"), ("../x", "ml"), ("demo", ""), ("Demo", "ml")],
 )
 def test_hostile_names_run_no_command(name: str, namespace: str) -> None:
-    runner = Recorder([])
-    backend = HelmBackend(runner=runner)
-    for call in (backend.uninstall, backend.status, backend.endpoints):
+    runner, workloads = Recorder([]), Workloads()
+    backend = HelmBackend(runner=runner, workloads=workloads)
+    for call in (backend.uninstall, backend.status, backend.endpoints, backend.instances):
         with pytest.raises(InvalidReleaseError, match="not a DNS-1123 label"):
             call(name, namespace)
     with pytest.raises(InvalidReleaseError, match="not an Airflow connection id"):
         backend.status("demo", "ml", kubeconfig_conn_id="-x")
-    assert runner.calls == []
+    with pytest.raises(InvalidReleaseError, match="not an Airflow connection id"):
+        backend.instances("demo", "ml", kubeconfig_conn_id="-x")
+    assert runner.calls == [] and workloads.calls == []
 
 
 def test_chart_symlinks_cannot_leave_the_charts_folder(tmp_path: Path) -> None:
@@ -1025,3 +1032,338 @@ def test_default_runner_kills_a_hung_helm(tmp_path: Path) -> None:
     script.chmod(0o755)
     with pytest.raises(ClusterTimeoutError, match=r"did not finish within 0.5s"):
         run_subprocess([str(script), "upgrade", "--install"], timeout=0.5)
+
+
+# --------------------------------------------------------------------------- rollback
+# `helm status demo --namespace ml -o json` after `helm rollback demo 1`: a new revision
+ROLLED_BACK_JSON = json.dumps(
+    {
+        **json.loads(STATUS_JSON),
+        "info": {**json.loads(STATUS_JSON)["info"], "description": "Rollback to 1"},
+        "version": 4,
+    }
+)
+ROLLED_BACK = (0, "Rollback was a success! Happy Helming!\n", "")
+
+
+def test_rollback_runs_helm_rollback_then_status(kube_connection: str, private_tmp: Path) -> None:
+    runner = Recorder([ROLLED_BACK, (0, ROLLED_BACK_JSON, "")])
+
+    status = HelmBackend(runner=runner, namespaces=Namespaces()).rollback(
+        spec(values={"replicaCount": 2}, kubeconfig_conn_id=kube_connection), 1
+    )
+
+    rollback, status_call = runner.calls
+    kubeconfig = rollback[-1]  # one private file for both commands
+    assert rollback == [
+        "helm", "rollback", "demo", "1", "--namespace", "ml",
+        "--wait", "--timeout", "600s",
+        "--kubeconfig", kubeconfig,
+    ]  # fmt: skip
+    assert status_call == [
+        "helm", "status", "demo", "--namespace", "ml", "-o", "json", "--kubeconfig", kubeconfig,
+    ]  # fmt: skip
+    assert "--values" not in rollback  # helm restores its own record of revision 1
+    assert runner.files["--kubeconfig"] == (0o600, KUBECONFIG)
+    assert not Path(kubeconfig).exists()
+    assert runner.timeouts == [660, 300]
+    assert (status.revision, status.state, status.description) == (
+        4,
+        ReleaseState.DEPLOYED,
+        "Rollback to 1",
+    )
+
+
+def test_rollback_without_connection_follows_the_spec(private_tmp: Path) -> None:
+    runner = Recorder([ROLLED_BACK, (0, ROLLED_BACK_JSON, "")] * 2)
+    backend = HelmBackend(runner=runner, namespaces=Namespaces())
+
+    backend.rollback(spec(timeout_seconds=120), 3)
+    backend.rollback(spec(wait=False, atomic=False), 12)
+
+    first, first_status, second, _ = runner.calls
+    assert first == [
+        "helm", "rollback", "demo", "3", "--namespace", "ml", "--wait", "--timeout", "120s",
+    ]  # fmt: skip
+    assert first_status == ["helm", "status", "demo", "--namespace", "ml", "-o", "json"]
+    assert second == ["helm", "rollback", "demo", "12", "--namespace", "ml", "--timeout", "600s"]
+    assert runner.timeouts == [180, 300, 660, 300]
+
+
+def test_failed_rollback_carries_helms_message(private_tmp: Path) -> None:
+    stderr = "Error: release has no 7 version\n"
+    runner = Recorder([(1, "", stderr), (1, "", "Error: release: not found\n")])
+    backend = HelmBackend(runner=runner, namespaces=Namespaces())
+
+    with pytest.raises(ClusterCommandError) as caught:
+        backend.rollback(spec(), 7)
+    assert str(caught.value) == (
+        "rollback of release 'demo' in namespace 'ml' to revision 7 failed (helm exit 1): "
+        "Error: release has no 7 version"
+    )
+    with pytest.raises(ReleaseNotFoundError, match=r"to revision 1: the release does not exist"):
+        backend.rollback(spec(), 1)
+    assert [c[1] for c in runner.calls] == ["rollback", "rollback"]  # no status after failure
+
+
+@pytest.mark.parametrize("revision", [0, -1, True, 1.0, "1"])
+def test_rollback_refuses_a_bad_revision_before_any_command(
+    kube_connection: str, private_tmp: Path, revision: Any
+) -> None:
+    runner = Recorder([])
+    with pytest.raises(InvalidReleaseError, match="is not a release revision"):
+        HelmBackend(runner=runner, namespaces=Namespaces()).rollback(
+            spec(kubeconfig_conn_id=kube_connection), revision
+        )
+    assert runner.calls == []
+
+
+def test_cluster_helm_backend_binds_rollback_and_instances_to_its_connection(
+    kube_connection: str, private_tmp: Path
+) -> None:
+    from foundryflow.cluster.backends import ClusterHelmBackend
+
+    runner, workloads = Recorder([ROLLED_BACK, (0, ROLLED_BACK_JSON, "")]), Workloads()
+    backend = ClusterHelmBackend(CONN_ID, runner=runner, workloads=workloads)
+    assert backend.workloads is workloads
+
+    assert backend.rollback(spec(), 1).revision == 4
+    assert backend.instances("demo", "ml") == workloads.answer
+
+    rollback, status_call = runner.calls
+    assert rollback[-2:] == ["--kubeconfig", rollback[-1]] and status_call[-1] == rollback[-1]
+    assert runner.files["--kubeconfig"] == (0o600, KUBECONFIG)
+    ((_, _, kubeconfig),) = workloads.calls
+    assert kubeconfig is not None and kubeconfig[1:] == (0o600, KUBECONFIG)
+
+    with pytest.raises(ClusterError, match="not the connection of this cluster"):
+        backend.rollback(spec(kubeconfig_conn_id="kube_other"), 1)
+    with pytest.raises(ClusterError, match="not the connection of this cluster"):
+        backend.instances("demo", "ml", kubeconfig_conn_id="kube_other")
+    assert len(runner.calls) == 2 and len(workloads.calls) == 1
+
+
+# --------------------------------------------------------------------------- instances
+@dataclass
+class Workloads:
+    """Stands in for :class:`WorkloadClient`: answers ``answer``, records each call with the
+    kubeconfig file as it was during the call."""
+
+    answer: Instances = field(default_factory=lambda: Instances(desired=3, ready=2, updated=3))
+    calls: list[tuple[str, str, tuple[Path, int, str] | None]] = field(default_factory=list)
+
+    def counts(self, name: str, namespace: str, kubeconfig_path: Path | None) -> Instances:
+        kubeconfig = (
+            None
+            if kubeconfig_path is None
+            else (
+                kubeconfig_path,
+                stat.S_IMODE(kubeconfig_path.stat().st_mode),
+                kubeconfig_path.read_text(),
+            )
+        )
+        self.calls.append((name, namespace, kubeconfig))
+        return self.answer
+
+
+def test_instances_come_from_the_workload_client(kube_connection: str, private_tmp: Path) -> None:
+    runner, workloads = Recorder([]), Workloads()
+    backend = HelmBackend(runner=runner, workloads=workloads)
+
+    assert backend.instances("demo", "ml", kubeconfig_conn_id=kube_connection) == Instances(
+        desired=3, ready=2, updated=3
+    )
+    assert backend.instances("demo", "ml") == workloads.answer
+
+    (first, second) = workloads.calls
+    assert first[:2] == ("demo", "ml") and first[2] is not None
+    path, mode, content = first[2]
+    assert (mode, content) == (0o600, KUBECONFIG) and path.parent.parent == private_tmp
+    assert second == ("demo", "ml", None)  # no connection: the ambient configuration
+    assert runner.calls == []  # helm prints no pod counts: it is not run
+
+
+def workload(kind: str, replicas: int | None, ready: int | None, updated: int | None) -> Any:
+    """A Deployment or StatefulSet as the client deserializes it (status fields that are
+    zero are absent, i.e. None)."""
+    c = kubernetes.client
+    selector, template = c.V1LabelSelector(), c.V1PodTemplateSpec()
+    if kind == "Deployment":
+        return c.V1Deployment(
+            spec=c.V1DeploymentSpec(replicas=replicas, selector=selector, template=template),
+            status=c.V1DeploymentStatus(ready_replicas=ready, updated_replicas=updated),
+        )
+    return c.V1StatefulSet(
+        spec=c.V1StatefulSetSpec(replicas=replicas, selector=selector, template=template),
+        status=c.V1StatefulSetStatus(
+            replicas=replicas or 0, ready_replicas=ready, updated_replicas=updated
+        ),
+    )
+
+
+@dataclass
+class FakeAppsV1Api:
+    """Stands in for ``kubernetes.client.AppsV1Api``; keeps the ApiClient it was built on."""
+
+    api_client: Any
+    answers: dict[str, list[Any]]
+    calls: list[tuple[str, str, str, Any]]
+
+    def list_namespaced_deployment(
+        self, namespace: str, *, label_selector: str, _request_timeout: Any
+    ) -> Any:
+        return self._answer(
+            "list_namespaced_deployment", namespace, label_selector, _request_timeout
+        )
+
+    def list_namespaced_stateful_set(
+        self, namespace: str, *, label_selector: str, _request_timeout: Any
+    ) -> Any:
+        return self._answer(
+            "list_namespaced_stateful_set", namespace, label_selector, _request_timeout
+        )
+
+    def _answer(self, call: str, namespace: str, selector: str, timeout: Any) -> Any:
+        self.calls.append((call, namespace, selector, timeout))
+        answer = self.answers[call].pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+@pytest.fixture
+def apps_api(monkeypatch: pytest.MonkeyPatch) -> tuple[dict[str, list[Any]], list[Any], list[Any]]:
+    """A fake AppsV1Api in place of the real one: (answers by call, calls, ApiClients).
+
+    The kubernetes client reuses a certificate file it decoded earlier (cached by content)
+    for as long as that file exists; pytest keeps earlier tests' directories, so the cache
+    starts empty here for the file to be written where this test looks for it."""
+    monkeypatch.setattr(kubernetes.config.kube_config, "_temp_files", {})
+    answers: dict[str, list[Any]] = {
+        "list_namespaced_deployment": [],
+        "list_namespaced_stateful_set": [],
+    }
+    calls: list[Any] = []
+    clients: list[Any] = []
+
+    def apps_v1(api_client: Any) -> FakeAppsV1Api:
+        clients.append(api_client)
+        return FakeAppsV1Api(api_client, answers, calls)
+
+    monkeypatch.setattr(kubernetes.client, "AppsV1Api", apps_v1)
+    return answers, calls, clients
+
+
+def test_kubernetes_workload_client_sums_deployments_and_stateful_sets(
+    tmp_path: Path, apps_api: tuple[dict[str, list[Any]], list[Any], list[Any]]
+) -> None:
+    answers, calls, clients = apps_api
+    c = kubernetes.client
+    answers["list_namespaced_deployment"].append(
+        c.V1DeploymentList(
+            items=[
+                workload("Deployment", 3, 2, 3),  # one pod not ready yet
+                workload("Deployment", 0, None, None),  # scaled to zero
+                workload("Deployment", None, None, None),  # no spec.replicas: counts 0
+            ]
+        )
+    )
+    answers["list_namespaced_stateful_set"].append(
+        c.V1StatefulSetList(items=[workload("StatefulSet", 2, None, 1)])  # mid-rollout
+    )
+    work = tmp_path / "work"
+    work.mkdir(mode=0o700)
+    kubeconfig = work / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+
+    counts = KubernetesWorkloadClient(request_timeout=7).counts("demo", "ml", kubeconfig)
+
+    assert counts == Instances(desired=5, ready=2, updated=4)
+    assert calls == [
+        ("list_namespaced_deployment", "ml", "foundryflow.io/release=demo", 7),
+        ("list_namespaced_stateful_set", "ml", "foundryflow.io/release=demo", 7),
+    ]
+    (api_client,) = {id(client): client for client in clients}.values()  # one per call
+    assert api_client.configuration.host == "https://10.0.0.1:6443"
+    assert api_client.configuration.api_key == {"BearerToken": f"Bearer {SECRET}"}
+    assert Path(api_client.configuration.ssl_ca_cert).parent == work
+
+    answers["list_namespaced_deployment"].append(c.V1DeploymentList(items=[]))
+    answers["list_namespaced_stateful_set"].append(c.V1StatefulSetList(items=[]))
+    assert KubernetesWorkloadClient().counts("gone", "ml", kubeconfig) == Instances(
+        desired=0, ready=0, updated=0
+    )
+
+
+def test_kubernetes_workload_client_errors_are_one_line(
+    tmp_path: Path, apps_api: tuple[dict[str, list[Any]], list[Any], list[Any]]
+) -> None:
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    answers, calls, _ = apps_api
+    forbidden = ApiException(status=403, reason="Forbidden")
+    forbidden.body = json.dumps(
+        {
+            "kind": "Status",
+            "message": 'statefulsets.apps is forbidden: User "deployer" cannot list resource '
+            '"statefulsets" in API group "apps" in the namespace "ml"',
+        }
+    )
+    answers["list_namespaced_deployment"] += [
+        ApiException(status=404, reason="Not Found"),
+        kubernetes.client.V1DeploymentList(items=[workload("Deployment", 1, 1, 1)]),
+        MaxRetryError(
+            None,  # type: ignore[arg-type]
+            "/apis/apps/v1/namespaces/ml/deployments",
+            NewConnectionError(None, "Failed to establish a new connection:\n[Errno 111]"),  # type: ignore[arg-type]
+        ),
+    ]
+    answers["list_namespaced_stateful_set"].append(forbidden)
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(KUBECONFIG)
+    client = KubernetesWorkloadClient()
+
+    with pytest.raises(ClusterCommandError) as caught:
+        client.counts("demo", "ml", kubeconfig)
+    assert str(caught.value) == (
+        "listing the Deployments of release 'demo' in namespace 'ml' failed: HTTP 404 Not Found"
+    )
+    with pytest.raises(ClusterCommandError) as caught:
+        client.counts("demo", "ml", kubeconfig)
+    assert str(caught.value) == (
+        "listing the StatefulSets of release 'demo' in namespace 'ml' failed: HTTP 403 "
+        'Forbidden: statefulsets.apps is forbidden: User "deployer" cannot list resource '
+        '"statefulsets" in API group "apps" in the namespace "ml"'
+    )
+    with pytest.raises(ClusterCommandError) as caught:
+        client.counts("demo", "ml", kubeconfig)
+    message = str(caught.value)
+    assert message.startswith(
+        "listing the Deployments of release 'demo' in namespace 'ml' failed: MaxRetryError: "
+    )
+    assert "\n" not in message and "[Errno 111]" in message
+    assert len(calls) == 4
+
+
+def test_instances_through_the_kubernetes_client_use_the_private_kubeconfig(
+    kube_connection: str,
+    private_tmp: Path,
+    apps_api: tuple[dict[str, list[Any]], list[Any], list[Any]],
+) -> None:
+    answers, calls, clients = apps_api
+    answers["list_namespaced_deployment"].append(
+        kubernetes.client.V1DeploymentList(items=[workload("Deployment", 2, 2, 2)])
+    )
+    answers["list_namespaced_stateful_set"].append(kubernetes.client.V1StatefulSetList(items=[]))
+
+    counts = HelmBackend(runner=Recorder([])).instances(
+        "demo", "ml", kubeconfig_conn_id=kube_connection
+    )
+
+    assert counts == Instances(desired=2, ready=2, updated=2)
+    assert len(calls) == 2
+    configuration = clients[0].configuration
+    assert configuration.api_key == {"BearerToken": f"Bearer {SECRET}"}
+    # the CA file decoded from the kubeconfig was in the private dir, removed with it
+    assert Path(configuration.ssl_ca_cert).parent.parent == private_tmp
+    assert not Path(configuration.ssl_ca_cert).exists()

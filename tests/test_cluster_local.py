@@ -30,6 +30,7 @@ from foundryflow.cluster.base import (
     CHARTS_DIR,
     ClusterCommandError,
     ClusterError,
+    Instances,
     InvalidReleaseError,
     ReleaseNotFoundError,
     ReleaseSpec,
@@ -43,6 +44,7 @@ from foundryflow.cluster.local import (
     PROJECT_ANNOTATION,
     LocalClusterBackend,
     injected_failure,
+    release_workloads,
 )
 from foundryflow.cluster.render import render_release
 from foundryflow.store.catalog import HardwareConfig, Model
@@ -328,6 +330,148 @@ def test_same_release_name_in_two_namespaces_are_two_releases(
     assert backend.endpoints(name, "team-a")[0].url.endswith(".team-a.svc.cluster.local:8000")
     assert backend.endpoints(name, "team-b")[0].url.endswith(".team-b.svc.cluster.local:8000")
     assert free(cluster) == {"l4": 0}
+
+
+# --------------------------------------------------------------------------- instances
+def workloads_of(cluster: Cluster, name: str) -> list[dict[str, Any]]:
+    with session_scope() as session:
+        return session.scalars(
+            select(ClusterRelease.workloads).where(
+                ClusterRelease.cluster_id == cluster.id, ClusterRelease.name == name
+            )
+        ).one()
+
+
+def test_instances_count_the_recorded_workloads_and_rollback_reinstalls(
+    make_cluster: Callable[..., Cluster], project: uuid.UUID
+) -> None:
+    cluster = make_cluster([("l4", "l4-24gb-x1", 4)])
+    backend = LocalClusterBackend(cluster.name)
+    name = release_name()
+    deployment = f"{name}-model-endpoint"
+    old_spec = spec(name, values(project, replicas=2))
+
+    assert backend.install(old_spec).revision == 1
+    assert backend.instances(name, NAMESPACE) == Instances(desired=2, ready=2, updated=2)
+    assert workloads_of(cluster, name) == [
+        {"kind": "Deployment", "name": deployment, "replicas": 2}
+    ]
+
+    assert backend.install(spec(name, values(project, replicas=3))).revision == 2
+    assert backend.instances(name, NAMESPACE) == Instances(desired=3, ready=3, updated=3)
+    assert free(cluster) == {"l4": 1}
+    upgraded = inventory(cluster)
+
+    rolled_back = backend.rollback(old_spec, 1)
+
+    assert (rolled_back.revision, rolled_back.state) == (3, ReleaseState.DEPLOYED)
+    assert rolled_back.description == "Rollback to 1"  # as helm describes it
+    assert backend.status(name, NAMESPACE).revision == 3
+    after = inventory(cluster)
+    ((_, _, revision, stored_values, _),) = after["releases"]
+    assert (revision, stored_values) == (3, values(project, replicas=2))
+    assert backend.instances(name, NAMESPACE) == Instances(desired=2, ready=2, updated=2)
+    assert workloads_of(cluster, name) == [
+        {"kind": "Deployment", "name": deployment, "replicas": 2}
+    ]
+    assert free(cluster) == {"l4": 2}  # the allocations follow the values
+    assert after["endpoints"] == upgraded["endpoints"]  # same rows, same ids
+
+    # a rollback always makes a revision, even to the values deployed now (helm does too)
+    assert backend.rollback(old_spec, 3).revision == 4
+    assert backend.install(old_spec).revision == 4  # while an install of them is a no-op
+
+
+def test_rollback_needs_the_release_and_a_revision_it_had(
+    make_cluster: Callable[..., Cluster], project: uuid.UUID
+) -> None:
+    cluster = make_cluster([("l4", "l4-24gb-x1", 4)])
+    backend = LocalClusterBackend(cluster.name)
+    name = release_name()
+    backend.install(spec(name, values(project)))
+    backend.install(spec(name, values(project, replicas=2)))
+    before = inventory(cluster)
+
+    with pytest.raises(ReleaseNotFoundError, match="does not exist in namespace 'guardrails'"):
+        backend.rollback(spec(release_name(), values(project)), 1)  # never creates one
+    with pytest.raises(ReleaseNotFoundError):
+        backend.rollback(spec(name, values(project), namespace="elsewhere"), 1)
+    with pytest.raises(ClusterCommandError, match="at revision 2, it has no revision 3"):
+        backend.rollback(spec(name, values(project)), 3)
+    for revision in (0, -1):
+        with pytest.raises(InvalidReleaseError, match="is not a release revision"):
+            backend.rollback(spec(name, values(project)), revision)
+    assert inventory(cluster) == before
+
+
+def test_instances_of_unknown_releases_and_other_states(
+    make_cluster: Callable[..., Cluster],
+) -> None:
+    cluster = make_cluster([("l4", "l4-24gb-x1", 1)])
+    backend = LocalClusterBackend(cluster.name)
+
+    with pytest.raises(ReleaseNotFoundError, match="does not exist in namespace 'guardrails'"):
+        backend.instances("never-installed", NAMESPACE)
+    with pytest.raises(InvalidReleaseError):
+        backend.instances("Bad_Name", NAMESPACE)
+    with pytest.raises(InvalidReleaseError):
+        backend.instances("ok", NAMESPACE, kubeconfig_conn_id="postgres://user:pw@host")
+
+    # a row this backend did not write, in a state other than deployed: no pods up
+    name = release_name()
+    with session_scope() as session:
+        session.add(
+            ClusterRelease(
+                cluster_id=cluster.id,
+                name=name,
+                namespace=NAMESPACE,
+                chart="model-endpoint",
+                values={},
+                workloads=[
+                    {"kind": "Deployment", "name": "a", "replicas": 2},
+                    {"kind": "StatefulSet", "name": "b", "replicas": 3},
+                ],
+                status=ReleaseState.FAILED,
+            )
+        )
+    assert backend.instances(name, NAMESPACE) == Instances(desired=5, ready=0, updated=0)
+
+
+def test_a_release_recorded_before_workloads_were_kept_gets_them_on_reinstall(
+    make_cluster: Callable[..., Cluster], project: uuid.UUID
+) -> None:
+    cluster = make_cluster([("l4", "l4-24gb-x1", 2)])
+    backend = LocalClusterBackend(cluster.name)
+    name = release_name()
+    backend.install(spec(name, values(project, replicas=2)))
+    with session_scope() as session:
+        row = session.scalars(
+            select(ClusterRelease).where(ClusterRelease.cluster_id == cluster.id)
+        ).one()
+        row.workloads = []  # as migration 0005 left the rows of earlier installs
+    assert backend.instances(name, NAMESPACE).desired == 0
+
+    assert backend.install(spec(name, values(project, replicas=2))).revision == 1  # no-op
+    assert backend.instances(name, NAMESPACE) == Instances(desired=2, ready=2, updated=2)
+
+
+def test_release_workloads_from_manifests() -> None:
+    manifests = [
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"}, "spec": {}},
+        {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+         "spec": {"replicas": 0}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+         "spec": {}},
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "api"},
+         "spec": {"replicas": 4}},
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
+         "spec": {"parallelism": 3}},
+    ]  # fmt: skip
+    assert release_workloads(manifests) == [
+        {"kind": "Deployment", "name": "api", "replicas": 4},
+        {"kind": "Deployment", "name": "web", "replicas": 1},  # the API server's default
+        {"kind": "StatefulSet", "name": "db", "replicas": 0},
+    ]
 
 
 # --------------------------------------------------------------------------- capacity

@@ -20,10 +20,17 @@ from foundryflow.cluster.base import (
     ClusterBackend,
     ClusterError,
     Endpoint,
+    Instances,
     ReleaseSpec,
     ReleaseStatus,
 )
-from foundryflow.cluster.helm import HelmBackend, NamespaceClient, Runner, run_subprocess
+from foundryflow.cluster.helm import (
+    HelmBackend,
+    NamespaceClient,
+    Runner,
+    WorkloadClient,
+    run_subprocess,
+)
 from foundryflow.cluster.local import (
     ClusterRef,
     LocalClusterBackend,
@@ -61,17 +68,18 @@ class ClusterHelmBackend(HelmBackend):
         helm_binary: str = "helm",
         runner: Runner = run_subprocess,
         namespaces: NamespaceClient | None = None,
+        workloads: WorkloadClient | None = None,
     ) -> None:
-        super().__init__(helm_binary=helm_binary, runner=runner, namespaces=namespaces)
+        super().__init__(
+            helm_binary=helm_binary, runner=runner, namespaces=namespaces, workloads=workloads
+        )
         self.kubeconfig_conn_id = kubeconfig_conn_id
 
     def install(self, release: ReleaseSpec) -> ReleaseStatus:
-        conn_id = self._conn_id(release.kubeconfig_conn_id)
-        if conn_id != release.kubeconfig_conn_id:
-            release = ReleaseSpec.model_validate(
-                {**release.model_dump(), "kubeconfig_conn_id": conn_id}
-            )
-        return super().install(release)
+        return super().install(self._bound(release))
+
+    def rollback(self, release: ReleaseSpec, revision: int) -> ReleaseStatus:
+        return super().rollback(self._bound(release), revision)
 
     def uninstall(
         self, name: str, namespace: str, *, kubeconfig_conn_id: str | None = None
@@ -89,6 +97,20 @@ class ClusterHelmBackend(HelmBackend):
         return super().endpoints(
             name, namespace, kubeconfig_conn_id=self._conn_id(kubeconfig_conn_id)
         )
+
+    def instances(
+        self, name: str, namespace: str, *, kubeconfig_conn_id: str | None = None
+    ) -> Instances:
+        return super().instances(
+            name, namespace, kubeconfig_conn_id=self._conn_id(kubeconfig_conn_id)
+        )
+
+    def _bound(self, release: ReleaseSpec) -> ReleaseSpec:
+        """``release`` with this cluster's connection (refused if it names another)."""
+        conn_id = self._conn_id(release.kubeconfig_conn_id)
+        if conn_id == release.kubeconfig_conn_id:
+            return release
+        return ReleaseSpec.model_validate({**release.model_dump(), "kubeconfig_conn_id": conn_id})
 
     def _conn_id(self, given: str | None) -> str | None:
         if given is None or given == self.kubeconfig_conn_id:

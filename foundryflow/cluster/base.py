@@ -123,6 +123,16 @@ def check_conn_id(conn_id: str) -> str:
     return conn_id
 
 
+def check_revision(revision: int) -> int:
+    """A release revision to roll back to: Helm numbers them from 1, and its ``0`` (meaning
+    "the previous one") is refused so a rollback always names the state it restores."""
+    if isinstance(revision, bool) or not isinstance(revision, int) or revision < 1:
+        raise InvalidReleaseError(
+            f"revision {revision!r} is not a release revision (a whole number, at least 1)"
+        )
+    return revision
+
+
 def local_chart_path(name: str, charts_dir: Path = CHARTS_DIR) -> Path:
     """The directory of a chart shipped in the repository's ``charts/`` folder.
 
@@ -283,6 +293,17 @@ class ReleaseStatus(BaseModel):
         return self.state is ReleaseState.DEPLOYED
 
 
+class Instances(BaseModel):
+    """Pods of a release's workloads (its Deployments and StatefulSets), summed over them:
+    how many it asks for, how many are ready, and how many run its latest pod template."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    desired: int = Field(ge=0, description="Replicas the workloads' specs ask for.")
+    ready: int = Field(ge=0, description="Pods that pass their readiness checks.")
+    updated: int = Field(ge=0, description="Pods running the current pod template.")
+
+
 class Endpoint(BaseModel):
     """An in-cluster URL of one port of one Service of a release."""
 
@@ -365,3 +386,29 @@ class ClusterBackend(ABC):
         self, name: str, namespace: str, *, kubeconfig_conn_id: str | None = None
     ) -> list[Endpoint]:
         """In-cluster URLs of the release's Services (see :func:`endpoints_from_manifests`)."""
+
+    @abstractmethod
+    def instances(
+        self, name: str, namespace: str, *, kubeconfig_conn_id: str | None = None
+    ) -> Instances:
+        """Pods of the release's Deployments and StatefulSets: desired, ready and updated,
+        summed. A deployment's health is more than its release state: a release can be
+        ``deployed`` with pods crash-looping or an upgrade half rolled out, and a pool of
+        runners is scaled by its replicas, so callers need the counts themselves.
+
+        A backend that keeps its releases (``local``) raises :class:`ReleaseNotFoundError`
+        for an unknown one; ``helm`` counts the workloads labelled with the release
+        (:data:`RELEASE_LABEL`) and reports zeros when there are none, so use
+        :meth:`status` to tell a missing release from one with no pods."""
+
+    @abstractmethod
+    def rollback(self, release: ReleaseSpec, revision: int) -> ReleaseStatus:
+        """Return the release to an earlier state, as a new revision (``helm rollback``
+        creates a new revision holding the old manifest; history is never rewritten).
+
+        ``revision`` is the backend's own revision of the release to go back to (Helm's
+        revision number, at least 1); ``release`` is the complete spec of that state as the
+        platform recorded it. Both are needed because backends differ in what they keep:
+        helm restores its stored revision (the spec gives the namespace, cluster, timeout
+        and wait), while a backend without history re-installs the spec. The release must
+        exist (:class:`ReleaseNotFoundError` otherwise): a rollback never creates one."""

@@ -19,6 +19,10 @@ whether a namespace exists, so that is asked before the install through a
 :class:`NamespaceClient` (by default the official ``kubernetes`` client, reading the same
 private kubeconfig file); in a namespace that exists, ``helm status`` tells whether the
 release does. What cannot be checked counts as existing: it is never removed.
+
+Instance counts (:meth:`HelmBackend.instances`) are not in helm's output either: they are read
+from the release's Deployments and StatefulSets through a :class:`WorkloadClient` (by default
+the same ``kubernetes`` client and private kubeconfig file).
 """
 
 from __future__ import annotations
@@ -38,12 +42,14 @@ import yaml
 from pydantic import ValidationError
 
 from foundryflow.cluster.base import (
+    RELEASE_LABEL,
     BackendUnavailableError,
     ClusterBackend,
     ClusterCommandError,
     ClusterError,
     ClusterTimeoutError,
     Endpoint,
+    Instances,
     KubeconfigError,
     ReleaseNotFoundError,
     ReleaseSpec,
@@ -51,6 +57,7 @@ from foundryflow.cluster.base import (
     check_conn_id,
     check_namespace,
     check_release_name,
+    check_revision,
     endpoints_from_manifests,
 )
 
@@ -80,7 +87,8 @@ class NamespaceClient(Protocol):
 
 
 NAMESPACE_REQUEST_TIMEOUT_SECONDS = 30.0
-"""Limit for one Kubernetes API request of :class:`KubernetesNamespaceClient`."""
+"""Limit for one Kubernetes API request of :class:`KubernetesNamespaceClient` and
+:class:`KubernetesWorkloadClient`."""
 
 
 class KubernetesNamespaceClient:
@@ -100,7 +108,7 @@ class KubernetesNamespaceClient:
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
-        with self._api_client(kubeconfig_path) as api_client:
+        with _kubernetes_api_client(kubeconfig_path) as api_client:
             try:
                 client.CoreV1Api(api_client).read_namespace(
                     namespace, _request_timeout=self.request_timeout
@@ -117,7 +125,7 @@ class KubernetesNamespaceClient:
         from kubernetes import client
         from kubernetes.client.exceptions import ApiException
 
-        with self._api_client(kubeconfig_path) as api_client:
+        with _kubernetes_api_client(kubeconfig_path) as api_client:
             try:
                 client.CoreV1Api(api_client).delete_namespace(
                     namespace, _request_timeout=self.request_timeout
@@ -128,27 +136,78 @@ class KubernetesNamespaceClient:
                         _api_error(f"deleting namespace {namespace!r}", exc)
                     ) from None
 
-    @staticmethod
-    def _api_client(kubeconfig_path: Path | None) -> Any:
-        """A fresh ``ApiClient`` (what ``config.new_client_from_config`` builds), whose
-        certificate and key files, decoded from the kubeconfig, go next to that file: into
-        the backend's private directory, removed with it, rather than the shared temp dir."""
-        from kubernetes import client, config
 
-        configuration = client.Configuration()
-        if kubeconfig_path is not None:
-            config.load_kube_config(
-                config_file=str(kubeconfig_path),
-                client_configuration=configuration,
-                persist_config=False,
-                temp_file_path=str(kubeconfig_path.parent),
-            )
-        else:
-            try:
-                config.load_kube_config(client_configuration=configuration, persist_config=False)
-            except config.ConfigException:
-                config.load_incluster_config(client_configuration=configuration)
-        return client.ApiClient(configuration)
+class WorkloadClient(Protocol):
+    """Counts the pods of a release's workloads; ``kubeconfig_path`` None: the ambient
+    configuration."""
+
+    def counts(self, name: str, namespace: str, kubeconfig_path: Path | None) -> Instances:
+        """Desired, ready and updated replicas summed over the Deployments and StatefulSets
+        labelled ``foundryflow.io/release=<name>`` in ``namespace``."""
+
+
+class KubernetesWorkloadClient:
+    """:class:`WorkloadClient` on the official ``kubernetes`` client, imported on first use
+    and configured as :class:`KubernetesNamespaceClient` is (:func:`_kubernetes_api_client`).
+
+    ``spec.replicas`` is what the workload asks for (the API server defaults it to 1);
+    ``status.readyReplicas`` and ``status.updatedReplicas`` are absent while zero, and the
+    status lags a new spec until the controller has seen it, as ``kubectl get`` shows.
+    """
+
+    def __init__(self, *, request_timeout: float = NAMESPACE_REQUEST_TIMEOUT_SECONDS) -> None:
+        self.request_timeout = request_timeout
+
+    def counts(self, name: str, namespace: str, kubeconfig_path: Path | None) -> Instances:
+        from kubernetes import client
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        selector = f"{RELEASE_LABEL}={name}"
+        desired = ready = updated = 0
+        with _kubernetes_api_client(kubeconfig_path) as api_client:
+            apps = client.AppsV1Api(api_client)
+            for kind, list_workloads in (
+                ("Deployments", apps.list_namespaced_deployment),
+                ("StatefulSets", apps.list_namespaced_stateful_set),
+            ):
+                doing = f"listing the {kind} of release {name!r} in namespace {namespace!r}"
+                try:
+                    listing = list_workloads(
+                        namespace, label_selector=selector, _request_timeout=self.request_timeout
+                    )
+                except ApiException as exc:
+                    raise ClusterCommandError(_api_error(doing, exc)) from None
+                except HTTPError as exc:  # unreachable API server, TLS failure, timeout
+                    raise ClusterCommandError(_one_line(_failure(doing, exc))) from None
+                for workload in listing.items or []:
+                    desired += getattr(workload.spec, "replicas", None) or 0
+                    ready += getattr(workload.status, "ready_replicas", None) or 0
+                    updated += getattr(workload.status, "updated_replicas", None) or 0
+        return Instances(desired=desired, ready=ready, updated=updated)
+
+
+def _kubernetes_api_client(kubeconfig_path: Path | None) -> Any:
+    """A fresh ``ApiClient`` (what ``config.new_client_from_config`` builds), whose
+    certificate and key files, decoded from the kubeconfig, go next to that file: into the
+    backend's private directory, removed with it, rather than the shared temp dir. Each call
+    builds its own and leaves the process-wide default configuration alone."""
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    if kubeconfig_path is not None:
+        config.load_kube_config(
+            config_file=str(kubeconfig_path),
+            client_configuration=configuration,
+            persist_config=False,
+            temp_file_path=str(kubeconfig_path.parent),
+        )
+    else:
+        try:
+            config.load_kube_config(client_configuration=configuration, persist_config=False)
+        except config.ConfigException:
+            config.load_incluster_config(client_configuration=configuration)
+    return client.ApiClient(configuration)
 
 
 def _api_error(doing: str, exc: Any) -> str:
@@ -158,6 +217,10 @@ def _api_error(doing: str, exc: Any) -> str:
         detail = str(json.loads(exc.body or "{}").get("message") or "")
     text = f"{doing} failed: HTTP {exc.status} {exc.reason or ''}".rstrip()
     return f"{text}: {detail}" if detail else text
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _failure(doing: str, exc: Exception) -> str:
@@ -279,11 +342,15 @@ class HelmBackend(ClusterBackend):
         helm_binary: str = "helm",
         runner: Runner = run_subprocess,
         namespaces: NamespaceClient | None = None,
+        workloads: WorkloadClient | None = None,
     ) -> None:
         self.helm_binary = helm_binary
         self.runner = runner
         self.namespaces: NamespaceClient = (
             namespaces if namespaces is not None else KubernetesNamespaceClient()
+        )
+        self.workloads: WorkloadClient = (
+            workloads if workloads is not None else KubernetesWorkloadClient()
         )
 
     def install(self, release: ReleaseSpec) -> ReleaseStatus:
@@ -373,6 +440,55 @@ class HelmBackend(ClusterBackend):
         return endpoints_from_manifests(
             parse_manifest(result.stdout), release=name, namespace=namespace
         )
+
+    def instances(
+        self, name: str, namespace: str, *, kubeconfig_conn_id: str | None = None
+    ) -> Instances:
+        """Counts of the Deployments and StatefulSets labelled with the release, from the
+        Kubernetes API (:class:`WorkloadClient`): helm prints no pod counts. A release with
+        no such workloads, or none at all, counts zeros (see the contract)."""
+        check_release_name(name)
+        check_namespace(namespace)
+        if kubeconfig_conn_id is not None:
+            check_conn_id(kubeconfig_conn_id)
+        with _private_dir() as work:
+            return self.workloads.counts(
+                name, namespace, self._kubeconfig_file(work, kubeconfig_conn_id)
+            )
+
+    def rollback(self, release: ReleaseSpec, revision: int) -> ReleaseStatus:
+        """``helm rollback NAME REVISION``, then ``helm status`` for the revision it made.
+
+        Helm restores its own stored manifest of ``revision``; ``release`` supplies the
+        namespace, the cluster (its kubeconfig connection), ``--timeout`` and whether to
+        ``--wait``. A rollback that fails raises with helm's message; helm leaves the release
+        as it was or marks the new revision failed (``status`` says which).
+        """
+        check_revision(revision)
+        name, namespace = release.name, release.namespace
+        argv = [self.helm_binary, "rollback", name, str(revision), "--namespace", namespace]
+        if release.wait:
+            argv.append("--wait")
+        argv += ["--timeout", f"{release.timeout_seconds}s"]
+        status_argv = self._release_argv(["status"], name, namespace, None, "-o", "json")
+        with _private_dir() as work:
+            kubeconfig = self._kubeconfig_file(work, release.kubeconfig_conn_id)
+            self._run(
+                argv,
+                kubeconfig,
+                timeout=release.timeout_seconds + GRACE_SECONDS,
+                what=(
+                    f"rollback of release {name!r} in namespace {namespace!r} "
+                    f"to revision {revision}"
+                ),
+            )
+            result = self._run(
+                status_argv,
+                kubeconfig,
+                timeout=COMMAND_TIMEOUT_SECONDS,
+                what=f"status of release {name!r} in namespace {namespace!r}",
+            )
+        return parse_release(result.stdout)
 
     def _namespace_existed(self, namespace: str, kubeconfig: Path | None) -> bool | None:
         """Whether the namespace exists before the install; None if the cluster cannot say.

@@ -21,10 +21,15 @@ the same release means the same thing on a real cluster:
 - endpoints: every release keeps its Services' URLs on its own row; a release whose pods
   carry the annotation ``foundryflow.io/project`` (chart value ``podAnnotations``) also gets
   rows in the guardrail ``endpoints`` table, owned by that project and attributed to its
-  model, which is how the guardrail workflow finds the endpoints it deployed.
+  model, which is how the guardrail workflow finds the endpoints it deployed;
+- workloads: each Deployment's and StatefulSet's kind, name and ``spec.replicas`` (1 when
+  unset, as the API server defaults it), which is what :meth:`LocalClusterBackend.instances`
+  counts.
 
 Installing again with the same chart and values is a no-op; other values make the next
 revision, replacing the allocations and updating the endpoint rows in place (same ids).
+There is no revision history: a rollback re-installs the spec of the earlier state, which
+makes the next revision, just as ``helm rollback`` makes one holding the old manifest.
 
 ``FOUNDRYFLOW_LOCAL_CLUSTER_FAIL=<glob>[,<glob>...]`` makes the install of every release
 whose name matches fail after rendering and before anything is written (fault tests).
@@ -52,6 +57,7 @@ from foundryflow.cluster.base import (
     ClusterCommandError,
     ClusterError,
     Endpoint,
+    Instances,
     ReleaseNotFoundError,
     ReleaseSpec,
     ReleaseState,
@@ -59,6 +65,7 @@ from foundryflow.cluster.base import (
     check_conn_id,
     check_namespace,
     check_release_name,
+    check_revision,
     local_chart_path,
 )
 from foundryflow.store.catalog import HardwareConfig, Model
@@ -245,6 +252,25 @@ def release_demand(manifests: Iterable[Mapping[str, Any]]) -> ReleaseDemand:
     return ReleaseDemand(pods, _single(models, "the served model"), project_id)
 
 
+def release_workloads(manifests: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``{"kind", "name", "replicas"}`` of each Deployment and StatefulSet of a rendered
+    release, sorted; ``spec.replicas`` defaults to 1 as the API server defaults it."""
+    workloads = []
+    for doc in manifests:
+        if doc.get("kind") not in WORKLOAD_KINDS:
+            continue
+        name = (doc.get("metadata") or {}).get("name")
+        replicas = (doc.get("spec") or {}).get("replicas")
+        try:
+            count = 1 if replicas is None else int(replicas)
+        except (TypeError, ValueError):
+            raise ClusterError(
+                f"{doc['kind']}/{name}: replicas {replicas!r} is not a whole number"
+            ) from None
+        workloads.append({"kind": doc["kind"], "name": name, "replicas": count})
+    return sorted(workloads, key=lambda w: (w["kind"], str(w["name"])))
+
+
 def _why_not(capacity: NodeCapacity, pod: PodDemand) -> str | None:
     """Why a pod of ``pod`` cannot go on ``capacity``'s pool now; None if it can."""
     pool = f"pool {capacity.node_name!r} ({capacity.hardware_name})"
@@ -357,6 +383,23 @@ class LocalClusterBackend(ClusterBackend):
         self.cluster_name: str = cluster.name
 
     def install(self, release: ReleaseSpec) -> ReleaseStatus:
+        return self._install(release)
+
+    def rollback(self, release: ReleaseSpec, revision: int) -> ReleaseStatus:
+        """Re-install ``release``, the spec of the earlier state: this backend keeps no
+        history, so the spec is the earlier state. It records a new revision with those
+        values, exactly as ``helm rollback`` creates a new revision with the old manifest
+        (even when the values are the ones deployed now, as helm does too).
+
+        As with helm, the release must exist (:class:`ReleaseNotFoundError`) and
+        ``revision`` must be one it has had (1 to the current revision); checked under the
+        cluster's lock, so a rollback never creates a release.
+        """
+        check_revision(revision)
+        status = self._install(release, rollback_to=revision)
+        return status.model_copy(update={"description": f"Rollback to {revision}"})
+
+    def _install(self, release: ReleaseSpec, *, rollback_to: int | None = None) -> ReleaseStatus:
         from foundryflow.cluster.render import render_release  # native library: users only
 
         rendered = render_release(release)
@@ -366,9 +409,17 @@ class LocalClusterBackend(ClusterBackend):
                 f"failed: injected by {FAIL_ENV}={glob!r}"
             )
         demand = release_demand(rendered.manifests)
+        workloads = release_workloads(rendered.manifests)
         try:
             with self.scope() as session:
-                return self._record(session, release, rendered.endpoints, demand)
+                return self._record(
+                    session,
+                    release,
+                    rendered.endpoints,
+                    demand,
+                    workloads,
+                    rollback_to=rollback_to,
+                )
         except IntegrityError as exc:
             raise ClusterError(
                 f"release {release.name!r} conflicts with the inventory of cluster "
@@ -411,24 +462,61 @@ class LocalClusterBackend(ClusterBackend):
             endpoints = [Endpoint.model_validate(item) for item in row.endpoints]
             return sorted(endpoints, key=lambda e: (e.name, e.port))
 
+    def instances(
+        self, name: str, namespace: str, *, kubeconfig_conn_id: str | None = None
+    ) -> Instances:
+        """``desired`` is the sum of the replicas of the release's recorded workloads.
+
+        There are no pods here: the local cluster models a healthy cluster, where an install
+        that succeeded has all its pods up and on its latest template, so a ``deployed``
+        release reports ``ready`` and ``updated`` equal to ``desired``. This is a model, not
+        an observation: crash loops, slow rollouts and lost nodes do not happen here. A
+        release in any other state (rows not written by this backend) reports none ready.
+        """
+        self._check(name, namespace, kubeconfig_conn_id)
+        with self.scope() as session:
+            row = self._release(session, name, namespace)
+            desired = sum(int(workload["replicas"]) for workload in row.workloads)
+            running = desired if row.status is ReleaseState.DEPLOYED else 0
+            return Instances(desired=desired, ready=running, updated=running)
+
     def _record(
         self,
         session: Session,
         release: ReleaseSpec,
         endpoints: list[Endpoint],
         demand: ReleaseDemand,
+        workloads: list[dict[str, Any]],
+        *,
+        rollback_to: int | None = None,
     ) -> ReleaseStatus:
-        """Write the release, its allocations and endpoints; the caller's scope commits."""
+        """Write the release, its allocations, endpoints and workloads; the caller's scope
+        commits. ``rollback_to``: a rollback, which needs the release and always makes a
+        new revision."""
         self._lock(session)
         row = session.scalars(
             select(ClusterRelease).where(*self._where(release.name, release.namespace))
         ).one_or_none()
-        if (
+        if rollback_to is not None:
+            if row is None:
+                raise ReleaseNotFoundError(
+                    f"rollback of release {release.name!r}: it does not exist in namespace "
+                    f"{release.namespace!r} of cluster {self.cluster_name!r}"
+                )
+            if rollback_to > row.revision:  # helm: "release has no N version"
+                raise ClusterCommandError(
+                    f"rollback of release {release.name!r} in namespace "
+                    f"{release.namespace!r} to revision {rollback_to} failed: the release "
+                    f"is at revision {row.revision}, it has no revision {rollback_to}"
+                )
+        elif (
             row is not None
             and row.status is ReleaseState.DEPLOYED
             and (row.chart, row.chart_version, row.values)
             == (release.chart, release.chart_version, release.values)
         ):
+            if not row.workloads and workloads:  # recorded before workloads were kept
+                row.workloads = workloads
             return _status(row)
         model_id = self._attributed_model(session, release, demand, bool(endpoints))
         if row is None:
@@ -446,6 +534,7 @@ class LocalClusterBackend(ClusterBackend):
         row.chart_version = release.chart_version
         row.values = dict(release.values)
         row.endpoints = [endpoint.model_dump(mode="json") for endpoint in endpoints]
+        row.workloads = workloads
         row.revision += 1
         row.status = ReleaseState.DEPLOYED
         session.flush()
