@@ -43,6 +43,14 @@ class Settings(BaseSettings):
         default="foundryflow:events", description="Redis Stream every event is appended to."
     )
     events_maxlen: int = Field(default=100_000, ge=1000)
+    deployment_max_replicas: int = Field(
+        default=100, ge=1, description="Most runners one pipeline deployment may have."
+    )
+    deployment_max_cpu: str = Field(default="16", description="Most cpu of one runner pod.")
+    deployment_max_memory: str = Field(default="64Gi", description="Most memory of one runner.")
+    deployment_retention_days: int = Field(
+        default=30, ge=1, description="Deleted pipeline deployments are purged after this."
+    )
 
 
 @lru_cache(maxsize=1)

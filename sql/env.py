@@ -9,6 +9,7 @@ from sqlalchemy import create_engine
 from foundryflow.store import (  # noqa: F401  (register their tables on Base.metadata)
     catalog,
     guardrail,
+    pipeline_deployment,
     usecase,
 )
 from foundryflow.store.db import database_url

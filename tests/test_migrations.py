@@ -12,6 +12,7 @@ from foundryflow.store import (  # noqa: F401  (register their tables on Base.me
     catalog,
     guardrail,
     migrate,
+    pipeline_deployment,
     usecase,
 )
 from foundryflow.store.db import normalize_url
@@ -46,6 +47,7 @@ TABLES_BY_REVISION = {
         "guardrail_workflows",
     },
     "0004": {"usecase_deployments", "usecase_components"},
+    "0005": {"pipeline_deployments", "pipeline_deployment_revisions"},
 }
 """What each revision creates; a new revision must say here what it adds."""
 ALL_TABLES = set().union(*TABLES_BY_REVISION.values())
