@@ -1,5 +1,6 @@
-"""The HTTP API (FastAPI): executions and their progress, and the benchmark-matrix workflow
-routes, for UIs, remote workers and the Airflow plugin.
+"""The HTTP API (FastAPI): executions and their progress, the benchmark-matrix workflow
+routes, pipeline deployments and Prometheus metrics, for UIs, remote workers and the Airflow
+plugin.
 
 Kept out of ``plugins/`` so it can be served and tested on its own; the plugin only mounts it.
 """
@@ -9,10 +10,13 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import FastAPI, HTTPException, Query
+from fastapi import FastAPI, HTTPException, Query, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select
 
 from foundryflow.benchmark.api import router as workflow_router
+from foundryflow.metrics import registry
+from foundryflow.pipeline_deployment.api import router as deployments_router
 from foundryflow.runtime import ExecutionNotFoundError, cancel_execution, progress
 from foundryflow.store.db import session_scope
 from foundryflow.store.models import Execution, ExecutionStatus
@@ -25,6 +29,13 @@ def create_app() -> FastAPI:
         version="1",
     )
     app.include_router(workflow_router)
+    app.include_router(deployments_router)
+    metrics = registry()
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        """Prometheus text format, collected from PostgreSQL at scrape time."""
+        return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/v1/executions")
     def list_executions(

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from foundryflow.benchmark.cli import matrix_app
 from foundryflow.config import REPO_ROOT
+from foundryflow.pipeline_deployment.cli import pipeline_app
 from foundryflow.sim.cli import simulate_command
 from foundryflow.usecase.cli import usecase_app
 
@@ -57,6 +58,7 @@ for sub, name in (
     (actions_app, "actions"),
     (matrix_app, "matrix"),
     (usecase_app, "usecase"),
+    (pipeline_app, "pipeline"),
 ):
     app.add_typer(sub, name=name)
 app.command("simulate")(simulate_command)

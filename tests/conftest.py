@@ -17,8 +17,10 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -136,3 +138,55 @@ def dags(airflow_db: Path) -> dict[str, object]:
     from foundryflow.compile.airflow import build_dags
 
     return build_dags()  # type: ignore[return-value]
+
+
+@pytest.fixture
+def make_cluster() -> Iterator[Callable[[list[tuple[str, str, int]]], str]]:
+    """Local clusters of one test, from (pool, hardware shape, machines); afterwards every
+    release, use-case and pipeline deployment on them is removed with them. The hardware
+    catalog must be seeded (``seed_catalog`` or ``seed_demo``)."""
+    from sqlalchemy import delete, select
+
+    from foundryflow.cluster.backends import backend_for
+    from foundryflow.store.catalog import HardwareConfig
+    from foundryflow.store.db import session_scope
+    from foundryflow.store.guardrail import (
+        Cluster,
+        ClusterBackendName,
+        ClusterNode,
+        ClusterRelease,
+    )
+    from foundryflow.store.pipeline_deployment import PipelineDeployment
+    from foundryflow.store.usecase import UseCaseDeployment
+
+    created: list[UUID] = []
+
+    def make(pools: list[tuple[str, str, int]]) -> str:
+        with session_scope() as session:
+            hardware = dict(session.execute(select(HardwareConfig.name, HardwareConfig)).all())
+            cluster = Cluster(
+                name=f"test-{uuid.uuid4().hex[:10]}", backend=ClusterBackendName.LOCAL
+            )
+            session.add(cluster)
+            for name, shape, count in pools:
+                session.add(
+                    ClusterNode(cluster=cluster, name=name, hardware=hardware[shape], count=count)
+                )
+            session.flush()
+            created.append(cluster.id)
+            return cluster.name
+
+    yield make
+    with session_scope() as session:
+        leftovers = session.execute(
+            select(ClusterRelease.cluster_id, ClusterRelease.name, ClusterRelease.namespace).where(
+                ClusterRelease.cluster_id.in_(created)
+            )
+        ).all()
+    for cluster_id, name, namespace in leftovers:
+        backend_for(cluster_id).uninstall(name, namespace)
+    with session_scope() as session:
+        for model in (UseCaseDeployment, PipelineDeployment):
+            session.execute(delete(model).where(model.cluster_id.in_(created)))
+        session.execute(delete(ClusterNode).where(ClusterNode.cluster_id.in_(created)))
+        session.execute(delete(Cluster).where(Cluster.id.in_(created)))

@@ -99,6 +99,16 @@ GROUPS = {
     "pipelines": ["list"],
     "actions": ["list"],
     "usecase": ["validate", "render", "deploy", "status", "stop"],
+    "pipeline": [
+        "deploy",
+        "list-deployments",
+        "get-deployment",
+        "update-deployment",
+        "rollback-deployment",
+        "delete-deployment",
+        "deployment-history",
+        "work",
+    ],
 }
 
 

@@ -9,24 +9,22 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 import pytest
 import yaml
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 
-from foundryflow.cluster.backends import backend_for
 from foundryflow.cluster.local import FAIL_ENV
 from foundryflow.compile.airflow import build_dag
 from foundryflow.compile.argo import build_workflow
 from foundryflow.guardrail.demo import seed_demo
 from foundryflow.runtime import run_step, start_execution
-from foundryflow.store.catalog import HardwareConfig
 from foundryflow.store.db import session_scope
-from foundryflow.store.guardrail import Cluster, ClusterBackendName, ClusterNode, ClusterRelease
+from foundryflow.store.guardrail import Cluster, ClusterRelease
 from foundryflow.store.usecase import (
     ComponentStatus,
     DeploymentStatus,
@@ -64,39 +62,6 @@ def demo(airflow_db: Path) -> None:
 @pytest.fixture(autouse=True)
 def no_injected_failures(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(FAIL_ENV, raising=False)
-
-
-@pytest.fixture
-def make_cluster() -> Iterator[Callable[[list[tuple[str, str, int]]], str]]:
-    """Clusters of this test; afterwards every deployment and release on them is removed."""
-    created: list[UUID] = []
-
-    def make(pools: list[tuple[str, str, int]]) -> str:
-        with session_scope() as session:
-            hardware = dict(session.execute(select(HardwareConfig.name, HardwareConfig)).all())
-            cluster = Cluster(name=f"uc-{uuid.uuid4().hex[:10]}", backend=ClusterBackendName.LOCAL)
-            session.add(cluster)
-            for name, shape, count in pools:
-                session.add(
-                    ClusterNode(cluster=cluster, name=name, hardware=hardware[shape], count=count)
-                )
-            session.flush()
-            created.append(cluster.id)
-            return cluster.name
-
-    yield make
-    with session_scope() as session:
-        leftovers = session.execute(
-            select(ClusterRelease.cluster_id, ClusterRelease.name, ClusterRelease.namespace).where(
-                ClusterRelease.cluster_id.in_(created)
-            )
-        ).all()
-    for cluster_id, name, namespace in leftovers:
-        backend_for(cluster_id).uninstall(name, namespace)
-    with session_scope() as session:
-        session.execute(delete(UseCaseDeployment).where(UseCaseDeployment.cluster_id.in_(created)))
-        session.execute(delete(ClusterNode).where(ClusterNode.cluster_id.in_(created)))
-        session.execute(delete(Cluster).where(Cluster.id.in_(created)))
 
 
 @pytest.fixture

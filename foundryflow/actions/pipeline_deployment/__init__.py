@@ -1,0 +1,1 @@
+"""Pipeline-deployment actions (seed 001): deploy, update, rollback, delete, get, list, purge."""
