@@ -9,6 +9,7 @@ from sqlalchemy import create_engine
 from foundryflow.store import (  # noqa: F401  (register their tables on Base.metadata)
     catalog,
     guardrail,
+    ops,
     pipeline_deployment,
     usecase,
 )
