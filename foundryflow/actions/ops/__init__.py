@@ -1,0 +1,1 @@
+"""Operations actions (seed 002)."""

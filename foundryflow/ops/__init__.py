@@ -1,0 +1,1 @@
+"""Operations (seed 002): backups, restore checks, Redis reconcile, partitions, vacuum."""
