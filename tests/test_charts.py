@@ -7,16 +7,20 @@ Pod Security Standard "restricted" pods with explicit resources and probes, and 
 discoverable endpoint for a chart with a Service. Everything renders through ``render_release``
 (Helm's Go engine, the chart's schema, kubernetes-validate strict for Kubernetes 1.30), the
 path the local cluster backend takes, so what passes here is what ``helm install`` would send.
+A chart that ships custom resources (``CUSTOM_RESOURCE_CHARTS``), which kubernetes-validate has
+no schema for, renders the same way with those resources checked by their own schemas instead.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from fractions import Fraction
 from typing import Any
 
 import helm_python as helm
+import jsonschema
+import promql_parser
 import pytest
 import yaml
 
@@ -24,16 +28,42 @@ from foundryflow.cluster.base import (
     CHARTS_DIR,
     RELEASE_LABEL,
     Endpoint,
+    ManifestValidationError,
     ReleaseSpec,
     ValuesValidationError,
+    endpoints_from_manifests,
 )
-from foundryflow.cluster.render import KUBERNETES_VERSION, RenderedRelease, render_release
+from foundryflow.cluster.render import (
+    KUBERNETES_VERSION,
+    RenderedRelease,
+    render_release,
+    validate_manifest,
+    validate_values,
+)
+from foundryflow.compile.argo_lint import check_documents, load_schema
 
 CHARTS = sorted(path.name for path in CHARTS_DIR.iterdir() if path.is_dir())
 """Every chart directory: a directory that is not a valid chart fails, it is not skipped."""
 
-REQUIRED_VALUES: dict[str, dict[str, Any]] = {"pipeline-runner": {"pipeline": "benchmark-matrix"}}
+REQUIRED_VALUES: dict[str, dict[str, Any]] = {
+    "pipeline-runner": {"pipeline": "benchmark-matrix"},
+    "foundryflow": {
+        "runtime": {
+            "databaseUrl": "postgresql://foundryflow:secret@postgres.db:5432/foundryflow",
+            "redisUrl": "redis://redis.db:6379/0",
+        }
+    },
+}
 """Values a chart has no default for (every release must give them), given to each render here."""
+CUSTOM_RESOURCE_CHARTS = frozenset({"foundryflow"})
+"""Charts that ship custom resources: Argo WorkflowTemplates/CronWorkflows, the Prometheus
+operator's PrometheusRule/ServiceMonitor. kubernetes-validate has no schema for those, so
+``render_release`` refuses them; these charts render through ``render_with_custom_resources``,
+which validates their core objects exactly as ``render_release`` does and each custom resource
+against its own schema (``custom_resource_problems``)."""
+RUN_TO_COMPLETION_KINDS = frozenset({"Job", "CronJob"})
+"""Workloads whose pods run to completion (the foundryflow chart's migration hook): readiness
+and liveness do not apply to them."""
 LIVENESS_OPT_IN = frozenset({"pipeline-runner"})
 """Charts whose liveness probe is off by default: a runner busy with a long execution cannot be
 told from a hung one (charts/README.md); tests/test_chart_pipeline_runner.py enables it."""
@@ -73,7 +103,181 @@ def render(
     """Render a release of a chart under ``charts/`` exactly as the local backend does."""
     values = {**REQUIRED_VALUES.get(chart, {}), **(values or {})}
     spec = ReleaseSpec(name=name, namespace=namespace, chart=chart, values=values)
+    if chart in CUSTOM_RESOURCE_CHARTS:
+        return render_with_custom_resources(spec)
     return render_release(spec)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader refusing duplicate keys, which PyYAML silently resolves to the last one
+    (and Kubernetes' strict decoding rejects)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        duplicates = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate keys {duplicates}", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
+def render_with_custom_resources(spec: ReleaseSpec) -> RenderedRelease:
+    """``render_release`` for a chart of ``CUSTOM_RESOURCE_CHARTS``: the same Helm engine and
+    values check, every core object validated strictly by kubernetes-validate, every custom
+    resource by ``custom_resource_problems``; duplicate YAML keys are errors."""
+    with helm.Chart.load(spec.chart_path) as chart:
+        validate_values(chart.schema, chart.merge_values(spec.values), spec.chart)
+        rendered = chart.render(
+            spec.values, name=spec.name, namespace=spec.namespace, is_install=True
+        )
+    manifests: list[dict[str, Any]] = []
+    notes = ""
+    for source, text in sorted(rendered.items()):
+        if source.endswith("NOTES.txt"):
+            notes = text
+            continue
+        for doc in yaml.load_all(text, Loader=_UniqueKeyLoader):
+            if doc is None:
+                continue
+            if not isinstance(doc, dict):
+                raise ManifestValidationError(f"{source}: a document that is not an object")
+            problems = custom_resource_problems(doc)
+            if problems is None:
+                validate_manifest(doc, source)
+            elif problems:
+                raise ManifestValidationError(f"{source}: " + "; ".join(problems))
+            manifests.append(doc)
+    return RenderedRelease(
+        manifests=manifests,
+        services=[m for m in manifests if m["apiVersion"] == "v1" and m["kind"] == "Service"],
+        endpoints=endpoints_from_manifests(manifests, release=spec.name, namespace=spec.namespace),
+        notes=notes,
+    )
+
+
+PROMETHEUS_OPERATOR_SCHEMAS: dict[str, dict[str, Any]] = yaml.safe_load(
+    """
+shared:  # YAML anchors only
+  duration: &duration {type: string, pattern: "^(0|([0-9]+(ms|[ywdhms]))+)$"}
+  strings: &strings {type: object, additionalProperties: {type: string}}
+  metadata: &metadata
+    type: object
+    additionalProperties: false
+    required: [name]
+    properties:
+      name: {type: string, maxLength: 253, pattern: "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"}
+      namespace: {type: string}
+      labels: *strings
+      annotations: *strings
+PrometheusRule:
+  type: object
+  additionalProperties: false
+  required: [apiVersion, kind, metadata, spec]
+  properties:
+    apiVersion: {const: monitoring.coreos.com/v1}
+    kind: {const: PrometheusRule}
+    metadata: *metadata
+    spec:
+      type: object
+      additionalProperties: false
+      required: [groups]
+      properties:
+        groups:
+          type: array
+          minItems: 1
+          items:
+            type: object
+            additionalProperties: false
+            required: [name, rules]
+            properties:
+              name: {type: string, minLength: 1}
+              interval: *duration
+              rules:
+                type: array
+                minItems: 1
+                items:
+                  type: object
+                  additionalProperties: false
+                  required: [expr]
+                  oneOf: [{required: [alert]}, {required: [record]}]
+                  properties:
+                    alert: {type: string, minLength: 1}
+                    record: {type: string, pattern: "^[a-zA-Z_:][a-zA-Z0-9_:]*$"}
+                    expr: {type: string, minLength: 1}
+                    for: *duration
+                    labels: *strings
+                    annotations: *strings
+ServiceMonitor:
+  type: object
+  additionalProperties: false
+  required: [apiVersion, kind, metadata, spec]
+  properties:
+    apiVersion: {const: monitoring.coreos.com/v1}
+    kind: {const: ServiceMonitor}
+    metadata: *metadata
+    spec:
+      type: object
+      additionalProperties: false
+      required: [selector, endpoints]
+      properties:
+        namespaceSelector:
+          type: object
+          additionalProperties: false
+          properties:
+            any: {type: boolean}
+            matchNames: {type: array, items: {type: string}}
+        selector:
+          type: object
+          additionalProperties: false
+          minProperties: 1
+          properties: {matchLabels: *strings}
+        endpoints:
+          type: array
+          minItems: 1
+          items:
+            type: object
+            additionalProperties: false
+            properties:
+              port: {type: string, minLength: 1}
+              path: {type: string, pattern: "^/"}
+              scheme: {enum: [http, https]}
+              interval: *duration
+              scrapeTimeout: *duration
+"""
+)
+del PROMETHEUS_OPERATOR_SCHEMAS["shared"]
+"""Closed schemas of the Prometheus operator objects, restricted to the fields the charts use
+(a field outside them is a typo or needs adding here, after checking the operator's CRD)."""
+
+
+def custom_resource_problems(manifest: dict[str, Any]) -> list[str] | None:
+    """What is wrong with a custom resource (empty: nothing), None for a core object.
+
+    Argo documents: the official Argo Workflows schema and ``argo_lint`` (``check_documents``,
+    as ``foundryflow argo lint`` runs them). Prometheus operator objects: their closed schema,
+    and every rule's PromQL parsed by promql-parser.
+    """
+    api_version = str(manifest.get("apiVersion") or "")
+    kind = str(manifest.get("kind") or "")
+    if api_version.startswith("argoproj.io/"):
+        return check_documents([manifest], load_schema())
+    if api_version == "monitoring.coreos.com/v1" and kind in PROMETHEUS_OPERATOR_SCHEMAS:
+        validator = jsonschema.Draft7Validator(PROMETHEUS_OPERATOR_SCHEMAS[kind])
+        problems = [
+            f"{kind}: {'.'.join(map(str, error.absolute_path)) or '(root)'}: {error.message}"
+            for error in validator.iter_errors(manifest)
+        ]
+        if kind == "PrometheusRule" and not problems:
+            for group in manifest["spec"]["groups"]:
+                for rule in group["rules"]:
+                    try:
+                        promql_parser.parse(rule["expr"])
+                    except ValueError as exc:
+                        name = rule.get("alert") or rule.get("record")
+                        problems.append(f"PrometheusRule: rule {name}: {exc}")
+        return problems
+    return None
 
 
 def chart_yaml(chart: str) -> dict[str, Any]:
@@ -300,6 +504,8 @@ def test_pods_are_restricted_with_resources_and_probes(chart: str) -> None:
             for resource, limit in limits.items():
                 if resource in requests:
                     assert quantity(limit) >= quantity(requests[resource]), (at, resource)
+        if where.split("/", 1)[0] in RUN_TO_COMPLETION_KINDS:
+            continue
         for container in spec["containers"]:
             assert "readinessProbe" in container, where
             assert "livenessProbe" in container or chart in LIVENESS_OPT_IN, where
