@@ -27,7 +27,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# curl only to fetch Helm, removed again in the same layer.
+# curl only to fetch Helm, removed again in the same layer; postgresql-client (pg_dump,
+# pg_restore) stays for the ops-postgres-backup pipeline.
 RUN set -eux; \
     arch="${TARGETARCH:-$(dpkg --print-architecture)}"; \
     case "$arch" in \
@@ -36,7 +37,7 @@ RUN set -eux; \
       *) echo "unsupported architecture: $arch" >&2; exit 1 ;; \
     esac; \
     apt-get update; \
-    apt-get install -y --no-install-recommends ca-certificates curl; \
+    apt-get install -y --no-install-recommends ca-certificates curl postgresql-client; \
     curl -fsSL -o /tmp/helm.tar.gz "https://get.helm.sh/helm-${HELM_VERSION}-linux-${arch}.tar.gz"; \
     echo "${helm_sha256}  /tmp/helm.tar.gz" | sha256sum -c -; \
     tar -xzf /tmp/helm.tar.gz -C /tmp "linux-${arch}/helm"; \
