@@ -59,7 +59,15 @@ from hera.workflows import (
     Task,
     WorkflowTemplate,
 )
-from hera.workflows.models import ContinueOn, Metadata, WorkflowMetadata, WorkflowTemplateRef
+from hera.workflows.models import (
+    Capabilities,
+    ContinueOn,
+    Metadata,
+    SeccompProfile,
+    SecurityContext,
+    WorkflowMetadata,
+    WorkflowTemplateRef,
+)
 
 from foundryflow.config import Settings
 from foundryflow.spec.model import Pipeline, Step
@@ -203,6 +211,17 @@ def _runtime_env() -> list[Env | SecretEnv]:
     ]
 
 
+POD_SECURITY = SecurityContext(
+    run_as_non_root=True,
+    run_as_user=1000,
+    allow_privilege_escalation=False,
+    capabilities=Capabilities(drop=["ALL"]),
+    seccomp_profile=SeccompProfile(type="RuntimeDefault"),
+)
+"""Every step container as Pod Security "restricted" requires: the image's uid 1000, no
+privilege escalation, no capabilities, the runtime's seccomp profile."""
+
+
 def _container(
     name: str,
     args: list[str],
@@ -225,6 +244,7 @@ def _container(
         resources=Resources(
             cpu_request=CPU_REQUEST, memory_request=MEMORY_REQUEST, memory_limit=MEMORY_LIMIT
         ),
+        security_context=POD_SECURITY,
     )
 
 
