@@ -20,6 +20,7 @@ from foundryflow.pipeline_deployment.api import router as deployments_router
 from foundryflow.runtime import ExecutionNotFoundError, cancel_execution, progress
 from foundryflow.store.db import session_scope
 from foundryflow.store.models import Execution, ExecutionStatus
+from foundryflow.ui import router as ui_router
 
 
 def create_app() -> FastAPI:
@@ -30,6 +31,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(workflow_router)
     app.include_router(deployments_router)
+    app.include_router(ui_router)
     metrics = registry()
 
     @app.get("/metrics", include_in_schema=False)
