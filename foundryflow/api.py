@@ -2,15 +2,19 @@
 routes, pipeline deployments and Prometheus metrics, for UIs, remote workers and the Airflow
 plugin.
 
-Kept out of ``plugins/`` so it can be served and tested on its own; the plugin only mounts it.
+Kept out of ``plugins/`` so it can be served and tested on its own; the plugin only mounts it,
+with Airflow's authentication as ``auth``: every route then needs a logged-in user (the UI's
+session cookie, or a bearer JWT from the API server's ``/auth/token``), except ``/metrics``,
+which Prometheus scrapes and which reveals counts only (restrict it on the network).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Response, params
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select
 
@@ -23,15 +27,14 @@ from foundryflow.store.models import Execution, ExecutionStatus
 from foundryflow.ui import router as ui_router
 
 
-def create_app() -> FastAPI:
+def create_app(*, auth: Sequence[params.Depends] = ()) -> FastAPI:
+    """The app; ``auth`` are dependencies every route but ``/metrics`` must pass."""
     app = FastAPI(
         title="foundryflow",
         description="Pipeline executions, whichever engine (Airflow or Argo) runs them.",
         version="1",
     )
-    app.include_router(workflow_router)
-    app.include_router(deployments_router)
-    app.include_router(ui_router)
+    executions = APIRouter()
     metrics = registry()
 
     @app.get("/metrics", include_in_schema=False)
@@ -39,7 +42,7 @@ def create_app() -> FastAPI:
         """Prometheus text format, collected from PostgreSQL at scrape time."""
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/v1/executions")
+    @executions.get("/api/v1/executions")
     def list_executions(
         pipeline: str | None = None,
         status: ExecutionStatus | None = None,
@@ -68,7 +71,7 @@ def create_app() -> FastAPI:
                 for e in session.scalars(query)
             ]
 
-    @app.get("/api/v1/executions/{execution_id}/progress")
+    @executions.get("/api/v1/executions/{execution_id}/progress")
     def execution_progress(execution_id: UUID) -> dict[str, Any]:
         """Per-step status, percent, ETA, errors and rollback outcome of one execution."""
         try:
@@ -76,7 +79,7 @@ def create_app() -> FastAPI:
         except ExecutionNotFoundError as exc:
             raise HTTPException(status_code=404, detail=str(exc)) from None
 
-    @app.post("/api/v1/executions/{execution_id}/cancel")
+    @executions.post("/api/v1/executions/{execution_id}/cancel")
     def cancel(execution_id: UUID, reason: str = "cancelled by a user") -> dict[str, Any]:
         """Cancel a running execution; its rollback and closing steps run before this answers."""
         try:
@@ -85,4 +88,6 @@ def create_app() -> FastAPI:
             raise HTTPException(status_code=404, detail=str(exc)) from None
         return {"id": str(execution_id), "status": finished.status.value, "error": finished.error}
 
+    for router in (executions, workflow_router, deployments_router, ui_router):
+        app.include_router(router, dependencies=list(auth))
     return app

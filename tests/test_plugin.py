@@ -47,13 +47,41 @@ def plugin_info() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def airflow_app() -> TestClient:
+def airflow_app(airflow_db: Path) -> TestClient:
     """A FastAPI app with the plugins mounted as the Airflow API server mounts them."""
     from airflow.api_fastapi.app import init_plugins
 
     app = FastAPI()
     init_plugins(app)
     return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def airflow_token(airflow_db: Path) -> str:
+    """A JWT of Airflow's auth manager, as ``POST /auth/token`` hands out."""
+    from airflow.api_fastapi.app import create_auth_manager
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    return create_auth_manager().generate_jwt(SimpleAuthManagerUser(username="admin", role="ADMIN"))
+
+
+def test_the_plugin_routes_need_an_airflow_user(
+    airflow_app: TestClient, airflow_token: str
+) -> None:
+    """Airflow leaves plugin apps open; ours cancel runs and change deployments."""
+    for method, path in [
+        ("GET", "/foundryflow/api/v1/executions"),
+        ("POST", f"/foundryflow/api/v1/executions/{uuid.uuid4()}/cancel"),
+        ("GET", "/foundryflow/api/v1/pipelines/deployments"),
+        ("DELETE", f"/foundryflow/api/v1/pipelines/deployments/{uuid.uuid4()}"),
+        ("GET", "/foundryflow/ui/executions"),
+    ]:
+        assert airflow_app.request(method, path).status_code == 401, path
+        forged = airflow_app.request(method, path, headers={"Authorization": "Bearer forged"})
+        assert forged.status_code in (401, 403), path
+    signed = {"Authorization": f"Bearer {airflow_token}"}
+    assert airflow_app.get("/foundryflow/api/v1/executions", headers=signed).status_code == 200
+    assert airflow_app.get("/foundryflow/metrics").status_code == 200  # Prometheus scrapes it
 
 
 def test_external_views_validate_against_airflows_datamodel(plugin_info: dict[str, Any]) -> None:
@@ -80,7 +108,9 @@ def test_external_views_validate_against_airflows_datamodel(plugin_info: dict[st
     assert {"foundryflow-executions", "foundryflow-matrix", "foundryflow-run"} <= routes
 
 
-def test_hrefs_reach_the_pages(plugin_info: dict[str, Any], airflow_app: TestClient) -> None:
+def test_hrefs_reach_the_pages(
+    plugin_info: dict[str, Any], airflow_app: TestClient, airflow_token: str
+) -> None:
     dag_run = f"manual__2026-02-03T04:05:06.789+00:00-{uuid.uuid4().hex[:6]}"
     execution = start_execution(
         PipelineCatalog().get("t-linear"),
@@ -97,7 +127,9 @@ def test_hrefs_reach_the_pages(plugin_info: dict[str, Any], airflow_app: TestCli
             href = href.replace("{DAG_ID}", encode_uri_component("t-linear")).replace(
                 "{RUN_ID}", encode_uri_component(dag_run)
             )
-        response = airflow_app.get("/" + href)  # the UI's base URL is "/" here
+        response = airflow_app.get(  # the UI's base URL is "/" here
+            "/" + href, headers={"Authorization": f"Bearer {airflow_token}"}
+        )
         assert response.status_code == 200, (view["name"], response.status_code)
         assert response.headers["content-type"].startswith("text/html")
         if view["destination"] == "dag_run":
