@@ -55,29 +55,13 @@ CLAIM_WINDOW = timedelta(minutes=10)
 MAX_POINTS = 120
 """At most this many buckets on the timeline: the bucket width adapts to the time span."""
 
-BUCKET_STEPS = (
-    1,
-    2,
-    5,
-    10,
-    15,
-    30,
-    60,
-    120,
-    300,
-    600,
-    900,
-    1800,
-    3600,
-    7200,
-    10800,
-    21600,
-    43200,
-    86400,
-    2 * 86400,
-    7 * 86400,
-    30 * 86400,
+NICE_SECONDS = (
+    *(1, 2, 5, 10, 15, 30),
+    *(60, 120, 300, 600, 900, 1800),
+    *(3600, 7200, 10800, 21600, 43200),
+    *(86400, 2 * 86400, 7 * 86400, 14 * 86400, 30 * 86400),
 )
+"""Round durations in seconds: timeline bucket widths and the plot's time-axis ticks."""
 """Candidate bucket widths in seconds: the smallest giving at most MAX_POINTS buckets."""
 
 UNFINISHED = (StepStatus.PENDING, StepStatus.RUNNING)
@@ -569,7 +553,7 @@ version's rows, whatever the number of buckets."""
 def bucket_seconds(span: timedelta, max_points: int = MAX_POINTS) -> int:
     """The smallest candidate width giving at most ``max_points`` buckets over ``span``."""
     seconds = max(span.total_seconds(), 1.0)
-    for step in BUCKET_STEPS:
+    for step in NICE_SECONDS:
         if seconds / step <= max_points:
             return step
     return math.ceil(seconds / max_points)

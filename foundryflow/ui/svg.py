@@ -9,7 +9,7 @@ from html import escape
 
 from markupsafe import Markup
 
-from foundryflow.ui.data import SERIES, SERIES_MEANING, Timeline
+from foundryflow.ui.data import NICE_SECONDS, SERIES, SERIES_MEANING, Timeline
 
 WIDTH, HEIGHT = 800, 320
 LEFT, RIGHT, TOP, BOTTOM = 56, 16, 44, 44
@@ -22,31 +22,6 @@ COLORS = {
     "failed": "#dc2626",
 }
 """Fallback strokes; the page's stylesheet sets them (``.s-<status>``), dark mode too."""
-
-TIME_STEPS = (
-    1,
-    2,
-    5,
-    10,
-    15,
-    30,
-    60,
-    120,
-    300,
-    600,
-    900,
-    1800,
-    3600,
-    7200,
-    10800,
-    21600,
-    43200,
-    86400,
-    2 * 86400,
-    7 * 86400,
-    14 * 86400,
-    30 * 86400,
-)
 
 
 def nice_step(top: float, ticks: int = 5) -> int:
@@ -62,7 +37,7 @@ def nice_step(top: float, ticks: int = 5) -> int:
 def time_ticks(start: float, end: float, ticks: int = 6) -> tuple[list[float], str]:
     """Round times (epoch seconds) between start and end, and their strftime format."""
     span = max(end - start, 1.0)
-    step = next((s for s in TIME_STEPS if span / s <= ticks), TIME_STEPS[-1])
+    step = next((s for s in NICE_SECONDS if span / s <= ticks), NICE_SECONDS[-1])
     first = math.ceil(start / step) * step
     values = [float(t) for t in range(int(first), int(end) + 1, step)]
     if step >= 86400:
