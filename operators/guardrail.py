@@ -23,20 +23,12 @@ from urllib.parse import quote
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from foundryflow.problems import describe
+
 if TYPE_CHECKING:
     import redis
-    from pydantic import ValidationError
 
 REDIS_TIMEOUT_SECONDS = 10.0
-
-
-def _problems(exc: ValidationError) -> str:
-    """Pydantic's errors as one line: ``field: message; ...``."""
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "input"
-        parts.append(f"{where}: {error['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
 
 
 def _whole_number(name: str, value: Any) -> int:
@@ -195,7 +187,7 @@ class SimulateOperator(BaseOperator):
             else:
                 prediction = simulate(model_spec, hardware_spec, workload, tp)
         except ValidationError as exc:
-            raise AirflowFailException(f"invalid workload: {_problems(exc)}") from None
+            raise AirflowFailException(f"invalid workload: {describe(exc)}") from None
         except (CatalogLookupError, SimulationError) as exc:
             raise AirflowFailException(str(exc)) from None
         result: dict[str, Any] = {
@@ -290,7 +282,7 @@ class RedisConfigSyncOperator(BaseOperator):
             profile = profile_uuid(str(self.profile_id))
             document = GuardrailConfig.model_validate(self.config)
         except ValidationError as exc:
-            raise AirflowFailException(f"invalid guardrail config: {_problems(exc)}") from None
+            raise AirflowFailException(f"invalid guardrail config: {describe(exc)}") from None
         except ValueError as exc:
             raise AirflowFailException(str(exc)) from None
         if document.profile_id != profile:

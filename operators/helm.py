@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
+from foundryflow.problems import validation_problems
+
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
@@ -30,14 +32,8 @@ def _one_line(message: str) -> str:
 
 def _problems(exc: ValidationError) -> str:
     """Pydantic's errors as one line: ``parameter: message; ...``."""
-    parts = []
-    for error in exc.errors():
-        loc = [str(part) for part in error["loc"]]
-        if loc:
-            loc[0] = _PARAMETERS.get(loc[0], loc[0])
-        message = _one_line(error["msg"].removeprefix("Value error, "))
-        parts.append(f"{'.'.join(loc) or 'release'}: {message}")
-    return "; ".join(parts)
+    problems = validation_problems(exc, empty="release", rename=_PARAMETERS)
+    return "; ".join(f"{where}: {_one_line(message)}" for where, message in problems)
 
 
 class HelmInstallOperator(BaseOperator):

@@ -109,17 +109,14 @@ def _begin(call: Any, *args: Any) -> Any:
     from pydantic import ValidationError
 
     from foundryflow.pipeline_deployment.service import DeploymentError
+    from foundryflow.problems import describe
 
     try:
         return call(*args)
     except DeploymentError as exc:
         raise usage_error(str(exc)) from None
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise usage_error(problems) from None
+        raise usage_error(describe(exc, empty="request")) from None
 
 
 def _parse_id(text: str) -> UUID:

@@ -15,7 +15,6 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     DateTime,
     ForeignKey,
     Index,
@@ -25,13 +24,10 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from foundryflow.store.guardrail import Cluster
+from foundryflow.store.guardrail import JSON_LIST, Cluster
 from foundryflow.store.models import Base, str_enum
-
-JSON_LIST = JSON().with_variant(JSONB(), "postgresql")
 
 
 class DeploymentStatus(StrEnum):

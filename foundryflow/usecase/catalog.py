@@ -14,6 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
+from foundryflow.problems import validation_problems
 from foundryflow.usecase.chart_security import ChartRef, check_values, parse_chart_ref
 from foundryflow.usecase.template import TEMPLATES_DIR, UseCaseTemplate, UseCaseTemplateError
 
@@ -85,8 +86,5 @@ def load_catalog(path: Path = CATALOG_FILE) -> ComponentCatalog:
             str(path), [f"cannot read the component catalog: {exc}"]
         ) from None
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        ]
+        problems = [f"{where}: {message}" for where, message in validation_problems(exc, empty="")]
         raise UseCaseTemplateError(str(path), problems) from None

@@ -43,6 +43,7 @@ STATUS_STYLE = {
 
 
 def _load_request(path: Path) -> DeploymentRequest:
+    from foundryflow.problems import describe
     from foundryflow.usecase.builder import DeploymentRequest
 
     try:
@@ -51,11 +52,7 @@ def _load_request(path: Path) -> DeploymentRequest:
     except (OSError, yaml.YAMLError) as exc:
         raise usage_error(f"cannot read request {path}: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'request'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
-        raise usage_error(f"request {path}: {problems}") from None
+        raise usage_error(f"request {path}: {describe(exc, empty='request')}") from None
 
 
 @usecase_app.command("validate")
