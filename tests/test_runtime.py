@@ -521,3 +521,32 @@ def test_engine_stopping_a_healthy_run_triggers_the_closing_steps(redis_client: 
         "create a",
         "delete a",
     ]
+
+
+def test_events_raised_in_a_transaction_wait_for_its_commit_and_die_with_its_rollback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlalchemy import text
+
+    from foundryflow.runtime import events
+    from foundryflow.store.db import session_factory
+
+    delivered: list[str] = []
+    monkeypatch.setattr(events, "_to_streams", lambda *args: None)
+    monkeypatch.setattr(events, "listeners", lambda: (lambda kind, fields: delivered.append(kind),))
+    session = session_factory()()
+    try:
+        session.execute(text("SELECT 1"))
+        events.publish("first", {}, [], session=session)
+        events.publish("second", {}, [], session=session)
+        assert delivered == []  # nothing before the commit
+        session.commit()
+        assert delivered == ["first", "second"]
+        session.execute(text("SELECT 1"))
+        events.publish("undone", {}, [], session=session)
+        session.rollback()
+        session.execute(text("SELECT 1"))
+        session.commit()
+        assert delivered == ["first", "second"]  # the rolled-back one never goes out
+    finally:
+        session.close()

@@ -64,12 +64,7 @@ def publish(
 ) -> None:
     """Send one event; inside ``session``'s transaction, once it commits."""
     if session is not None:
-        event.listen(
-            session,
-            "after_commit",
-            lambda _session: publish(event_type, fields, topics),
-            once=True,
-        )
+        _pending(session).append((event_type, fields, topics))
         return
     _to_streams(event_type, fields, topics)
     for listener in listeners():
@@ -77,6 +72,26 @@ def publish(
             listener(event_type, fields)
         except Exception:  # a listener keeps derived records; the step's outcome stands
             log.exception("event listener %r failed on %s", listener, event_type)
+
+
+_PENDING = "foundryflow.events.pending"
+
+
+def _pending(session: Session) -> list[tuple[str, dict[str, Any], list[str]]]:
+    """The events waiting for ``session``'s transaction, delivered in order on commit and
+    forgotten on rollback (the hooks are set once per session)."""
+    pending: list[tuple[str, dict[str, Any], list[str]]] | None = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+        event.listen(session, "after_commit", _deliver)
+        event.listen(session, "after_rollback", lambda s: s.info[_PENDING].clear())
+    return pending
+
+
+def _deliver(session: Session) -> None:
+    waiting, session.info[_PENDING] = session.info[_PENDING], []
+    for event_type, fields, topics in waiting:
+        publish(event_type, fields, topics)
 
 
 def _to_streams(event_type: str, fields: dict[str, Any], topics: list[str]) -> None:
