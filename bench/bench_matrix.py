@@ -2,7 +2,7 @@
 
 * populate (COPY into a temp table + ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``) for
   100k and 1M configs, and an idempotent re-run, vs a plain ORM insert (``add_all``) of 20k;
-* claim variants: catalog names from the per-worker cache (what ``claim_batch`` does) vs
+* claim variants: catalog names from the per-drain cache (what ``worker.drain`` keeps) vs
   joined onto every claim;
 * claim + complete throughput with 1, 2, 4, 8 worker processes at batch 1, 50 and 500:
   foundryflow's path (``worker.drain`` with a no-op runner: ``claim_batch``, then
@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 
 from foundryflow.benchmark import queries
 from foundryflow.benchmark.matrix import MatrixFilters, populate, priority
-from foundryflow.benchmark.queue import ClaimedConfig, claim_batch
+from foundryflow.benchmark.queue import CatalogNames, ClaimedConfig, claim_batch
 from foundryflow.benchmark.seed import seed_catalog
 from foundryflow.benchmark.worker import drain
 from foundryflow.config import get_settings
@@ -77,7 +77,7 @@ JOIN model_versions v ON v.id = claimed.model_version_id
 JOIN models m ON m.id = v.model_id
 ORDER BY claimed.priority, claimed.id""",
 )
-"""The alternative to the per-worker name cache: join the names onto every claim."""
+"""The alternative to the per-drain name cache: join the names onto every claim."""
 
 CELLS_PER_PAIR_ROW = 550  # the seed: 55 (hardware, framework) pairs x 10 workloads
 
@@ -202,7 +202,7 @@ def bench_populate(quick: bool) -> None:
 
 
 def bench_claim_variants(quick: bool) -> None:
-    print("claim: catalog names from a per-worker cache vs joined onto every claim")
+    print("claim: catalog names from a per-drain cache vs joined onto every claim")
     print("       (1 process, batch 50, claims only; best of 3)")
     rows = 5_500 if quick else 11_000
     best: dict[str, float] = {}
@@ -215,10 +215,11 @@ def bench_claim_variants(quick: bool) -> None:
             assert isinstance(raw, psycopg.Connection)
             params = {"worker_id": "variant", "n": 50, "model_version_id": None}
             claims = 0
+            names = CatalogNames()  # one drain's cache
             started = time.perf_counter()
             while True:
                 if label == "cache":
-                    batch = claim_batch("variant", 50, bind=raw)
+                    batch = claim_batch("variant", 50, bind=raw, names=names)
                 else:
                     batch = [ClaimedConfig(*r) for r in raw.execute(CLAIM_JOINING_NAMES, params)]
                 if not batch:

@@ -22,7 +22,7 @@ from importlib.metadata import EntryPoint
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
 from typer.testing import CliRunner
 
 from foundryflow.benchmark import queries, runners
@@ -450,6 +450,52 @@ def test_drain_fails_a_run_whose_metrics_cannot_be_stored(catalog: Catalog) -> N
     summary = drain("nan", NotANumber(), model_version_id=version, max_attempts=1)
     assert (summary.completed, summary.failed) == (0, count)
     assert status_counts(version) == {"failed": count}
+
+
+def test_each_drain_fetches_catalog_names_afresh(catalog: Catalog) -> None:
+    """Ids are unique within one life of the database only: a catalog rebuilt under a
+    long-lived worker (``db downgrade base`` and upgrade, as tests/test_migrations.py does to
+    the test database) gives them to other rows. A drain must not trust the names an earlier
+    drain fetched, even on the same pooled connection."""
+    version, count = new_matrix(catalog, hardware=[catalog.cpu], batch_sizes=[1])
+    one_connection = create_engine(get_engine().url, pool_size=1, max_overflow=0)
+    seen: list[str] = []
+
+    class OneRun:
+        name = "one-run"
+
+        def __init__(self) -> None:
+            self.stop = threading.Event()
+
+        def run(self, config: ClaimedConfig) -> dict[str, Any]:
+            seen.append(config.model_uri)
+            self.stop.set()
+            return {}
+
+    def drain_one() -> None:
+        runner = OneRun()
+        summary = drain(
+            "names", runner, batch=1, model_version_id=version, stop=runner.stop,
+            engine=one_connection,
+        )  # fmt: skip
+        assert summary.completed == 1
+
+    try:
+        drain_one()
+        renamed = f"{MODEL_PREFIX}{uuid.uuid4().hex}"
+        with get_engine().begin() as conn:
+            conn.execute(
+                text(
+                    "UPDATE models SET uri = :uri FROM model_versions v"
+                    " WHERE v.model_id = models.id AND v.id = :v"
+                ),
+                {"uri": renamed, "v": version},
+            )
+        drain_one()
+    finally:
+        one_connection.dispose()
+    assert seen[1] == renamed != seen[0]
+    assert status_counts(version) == {"completed": 2, "pending": count - 2}
 
 
 def test_drain_stops_on_request_and_releases_the_rest(catalog: Catalog) -> None:

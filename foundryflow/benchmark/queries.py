@@ -88,7 +88,7 @@ WORKER_SESSION); a generic plan of the ``IN`` form, not knowing ``n``, hash-join
 sequential scan of the whole table (measured: 167 ms per claim at 1M rows, against 0.7).
 
 Rows come out in :class:`~foundryflow.benchmark.queue.ClaimedConfig` field order, without
-the catalog names: ``CATALOG_NAMES`` fetches the few a worker has not seen yet, which
+the catalog names: ``CATALOG_NAMES`` fetches the few a drain has not seen yet, which
 measured faster than joining them onto every claim (``bench/bench_matrix.py`` prints
 both).
 """

@@ -25,7 +25,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from weakref import WeakKeyDictionary
 
 import psycopg
 from sqlalchemy import Connection, Engine
@@ -120,11 +119,15 @@ def _execute(bind: Bind | None, sql: str, params: dict[str, Any]) -> tuple[list[
 
 
 @dataclass
-class _CatalogNames:
-    """Names of catalog rows by id, as claimed configs need them; fetched once per id.
+class CatalogNames:
+    """Names of catalog rows by id, as claimed configs need them; fetched once per id for
+    as long as this object lives.
 
-    Catalog rows are reference data: a config's hardware, framework and model version do
-    not change while its matrix runs, so a worker never asks for the same name twice.
+    A config's hardware, framework and model version do not change while its matrix runs,
+    so one :func:`~foundryflow.benchmark.worker.drain` keeps one of these and never asks for
+    the same name twice. It must not outlive that: ids are only unique within one life of
+    the database, and a catalog rebuilt under a long-lived process (``db downgrade base``
+    and upgrade, a restore of another backup) gives the same ids to other rows.
     """
 
     hardware: dict[int, str] = field(default_factory=dict)
@@ -152,15 +155,6 @@ class _CatalogNames:
         ]
 
 
-_NAMES: WeakKeyDictionary[object, _CatalogNames] = WeakKeyDictionary()
-
-
-def _names(bind: Bind | None) -> _CatalogNames:
-    """The name cache of an engine (shared by its connections) or of a psycopg connection."""
-    owner = bind.engine if isinstance(bind, Connection) else bind or get_engine()
-    return _NAMES.setdefault(owner, _CatalogNames())
-
-
 def _check_worker(worker_id: str) -> None:
     if not worker_id or len(worker_id) > MAX_WORKER_ID:
         raise ValueError(f"worker_id must be 1 to {MAX_WORKER_ID} characters, got {worker_id!r}")
@@ -172,7 +166,11 @@ def _check_n(n: int) -> None:
 
 
 def claim_batch(
-    worker_id: str, n: int, model_version_id: int | None = None, bind: Bind | None = None
+    worker_id: str,
+    n: int,
+    model_version_id: int | None = None,
+    bind: Bind | None = None,
+    names: CatalogNames | None = None,
 ) -> list[ClaimedConfig]:
     """Claim up to ``n`` pending configs, lowest priority then lowest id first.
 
@@ -183,13 +181,15 @@ def claim_batch(
     ``attempts + 1``. Concurrent claimers skip each other's rows instead of waiting.
 
     With ``model_version_id`` the scan filters that index by version, which is cheap while
-    the version's configs are a fair share of the pending ones.
+    the version's configs are a fair share of the pending ones. ``names`` holds the catalog
+    names the caller has already fetched (a drain passes its own); without it, the few the
+    claimed rows need are fetched for this call.
     """
     _check_worker(worker_id)
     _check_n(n)
     sql = queries.CLAIM_BATCH if model_version_id is None else queries.CLAIM_BATCH_FOR_VERSION
     params = {"worker_id": worker_id, "n": n, "model_version_id": model_version_id}
-    return _names(bind).configs(bind, _execute(bind, sql, params)[0])
+    return (names or CatalogNames()).configs(bind, _execute(bind, sql, params)[0])
 
 
 def complete(
@@ -242,6 +242,7 @@ def complete_and_claim(
     n: int,
     model_version_id: int | None = None,
     bind: Bind | None = None,
+    names: CatalogNames | None = None,
 ) -> tuple[set[int], list[ClaimedConfig]]:
     """:func:`complete_many` of a finished batch and :func:`claim_batch` of the next one, in
     one statement: a worker's steady state costs one round trip and one commit per batch.
@@ -260,7 +261,7 @@ def complete_and_claim(
     rows, _ = _execute(bind, sql, params)
     claimed = [row[1:] for row in rows if row[1] is not None]
     completed = {o.config_id for o in outcomes}.difference(rows[0][0] or ())
-    return completed, _names(bind).configs(bind, claimed)
+    return completed, (names or CatalogNames()).configs(bind, claimed)
 
 
 def _recording(worker_id: str, runner: str, outcomes: Sequence[Outcome]) -> dict[str, Any]:

@@ -77,7 +77,8 @@ class _Heartbeat(threading.Thread):
 
 
 class _Drain:
-    """One :func:`drain` call: its connection, heartbeat, unrecorded outcomes and counts."""
+    """One :func:`drain` call: its connection, heartbeat, unrecorded outcomes, counts and the
+    catalog names it has seen."""
 
     def __init__(
         self,
@@ -101,6 +102,7 @@ class _Drain:
         self.started = time.monotonic()
         self.summary = DrainSummary()
         self.outcomes: list[Outcome] = []
+        self.names = queue.CatalogNames()
 
     def _count(self, **deltas: int) -> None:
         self.summary = replace(
@@ -113,7 +115,7 @@ class _Drain:
         """Run batches until none is left; each recording also claims the next batch."""
         if self.stop.is_set():
             return
-        configs = queue.claim_batch(self.worker_id, batch, model_version_id, self.bind)
+        configs = queue.claim_batch(self.worker_id, batch, model_version_id, self.bind, self.names)
         while configs:
             self.beat.hold([c.id for c in configs])
             self._count(claimed=len(configs))
@@ -122,7 +124,13 @@ class _Drain:
                 self.record()
                 return
             done, configs = queue.complete_and_claim(
-                self.worker_id, self.runner.name, self.outcomes, batch, model_version_id, self.bind
+                self.worker_id,
+                self.runner.name,
+                self.outcomes,
+                batch,
+                model_version_id,
+                self.bind,
+                self.names,
             )
             self._recorded(done)
 
