@@ -531,6 +531,10 @@ def up(
     from foundryflow.spec.loader import PipelineCatalog
     from foundryflow.usecase.pipelines import scan as scan_usecases
 
+    # Both stop everything. SIGINT is set too: a process started in the background by a
+    # non-interactive shell (a CI job, `nohup ... &`) inherits it ignored, and Python leaves
+    # an ignored SIGINT ignored, so Ctrl-C (or a supervisor's SIGINT) would do nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     with platform(port) as (services, airflow, env):
         console.print(f"PostgreSQL  {services.database_url}")

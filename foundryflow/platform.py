@@ -16,7 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -165,12 +165,41 @@ def start_airflow(env: dict[str, str], log_file: Path) -> subprocess.Popen[bytes
         )
 
 
-def stop_process_group(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGINT)  # standalone shuts its components down on SIGINT
-    try:
+def stop_process_group(
+    process: subprocess.Popen[bytes], timeout: float = 30, grace: float = 10
+) -> None:
+    """Stop ``airflow standalone`` and everything it started.
+
+    SIGINT first, and up to ``timeout`` for standalone to shut its components down.
+    Standalone terminates and waits for its direct children only; what they started (the
+    api-server's server process, the LocalExecutor's workers) is left to them. So whatever
+    is still in standalone's process group once it has exited or timed out gets SIGTERM,
+    then SIGKILL after ``grace``: ``up`` never returns with part of Airflow still holding
+    the port.
+    """
+    with suppress(ProcessLookupError, subprocess.TimeoutExpired):
+        os.killpg(process.pid, signal.SIGINT)
         process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            break  # nothing is left of the group
+        if _group_gone(process, grace):
+            break
+    process.wait()
+
+
+def _group_gone(process: subprocess.Popen[bytes], within: float) -> bool:
+    """Wait up to ``within`` seconds for every member of the process group led by
+    ``process`` to exit (the leader is reaped here: a zombie would still count)."""
+    deadline = time.monotonic() + within
+    while True:
+        process.poll()
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)

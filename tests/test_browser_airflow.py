@@ -19,7 +19,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,7 @@ from tests.browser import (
     select_option,
     set_switch,
 )
-from tests.test_up import free_port, http, processes_with_env
+from tests.test_up import airflow_sessions, free_port, http, kill_sessions
 
 pytestmark = [
     pytest.mark.airflow,
@@ -129,12 +129,14 @@ def foundryflow_up(tmp_path: Path, database_url: str) -> Iterator[Up]:
             start_new_session=True,
         )
     up = Up(f"http://localhost:{port}", "", "", home, output)
+    sessions: set[int] = set()
     try:
         deadline = time.monotonic() + UP_TIMEOUT
         while "Airflow is up" not in (text := output.read_text(errors="replace")):
             assert proc.poll() is None, f"up exited with {proc.returncode}{up.log_tail()}"
             assert time.monotonic() < deadline, f"Airflow not up in {UP_TIMEOUT} s{up.log_tail()}"
             time.sleep(1)
+        sessions = airflow_sessions(proc.pid)
         login_line = re.search(r"login\s+(\S+) / (\S+)", text)
         assert login_line, text
         up.user, up.password = login_line.groups()
@@ -147,9 +149,8 @@ def foundryflow_up(tmp_path: Path, database_url: str) -> Iterator[Up]:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-        for pid in processes_with_env("AIRFLOW_HOME", str(home / "airflow")):
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        left = kill_sessions(sessions)
+    assert left == [], f"Airflow processes still running after up stopped: {left}"
 
 
 def our_dag_ids() -> set[str]:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from foundryflow.config import REPO_ROOT
+from foundryflow.platform import stop_process_group
 
 GUARDRAIL_DAGS = {
     "guardrail-cluster-recommendation",
@@ -53,28 +54,76 @@ def http(method: str, url: str, body: Any = None, token: str | None = None) -> t
         return exc.code, exc.read().decode(errors="replace")
 
 
-def processes_with_env(name: str, value: str) -> list[int]:
-    """Pids of live processes whose environment has ``name=value`` (i.e. started for us)."""
-    needle = f"{name}={value}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes().split(b"\0")
-            state = next(
-                line
-                for line in (entry / "status").read_text().splitlines()
-                if line.startswith("State:")
-            )
-        except (OSError, StopIteration):
-            continue
-        if needle in environ and "zombie" not in state:
-            found.append(int(entry.name))
-    return found
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """State, parent pid and session id of a live process (None if it is gone)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, ppid, _, session = text[text.rindex(")") + 2 :].split()[:4]
+    return state, int(ppid), int(session)
 
 
-@pytest.mark.airflow
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def airflow_sessions(up_pid: int) -> set[int]:
+    """The sessions of what ``up`` started (standalone runs in a session of its own).
+
+    Found by session, not by environment or command line: Airflow's components set their
+    process titles, which overwrites what /proc shows of both.
+    """
+    return {pid for pid in _pids() if (stat := _stat(pid)) and stat[1] == up_pid}
+
+
+def session_members(sessions: set[int]) -> list[int]:
+    """Live processes of ``sessions`` (zombies are gone already)."""
+    return [
+        pid for pid in _pids() if (stat := _stat(pid)) and stat[2] in sessions and stat[0] != "Z"
+    ]
+
+
+def kill_sessions(sessions: set[int]) -> list[int]:
+    """SIGKILL what is left of ``sessions``; returns what was left."""
+    left = session_members(sessions)
+    for pid in left:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return left
+
+
+STUBBORN_GROUP = """
+import signal, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import signal, time\\n"
+    "for sig in (signal.SIGINT, signal.SIGTERM): signal.signal(sig, signal.SIG_IGN)\\n"
+    "print(flush=True)\\ntime.sleep(600)"], stdout=subprocess.PIPE)
+child.stdout.readline()  # its handlers are set
+print(child.pid, flush=True)
+time.sleep(600)
+"""
+"""A group leader that dies on SIGINT and leaves a child that ignores SIGINT and SIGTERM,
+as standalone left the api-server behind."""
+
+
+def test_stopping_the_airflow_group_leaves_nothing_behind() -> None:
+    leader = subprocess.Popen(
+        [sys.executable, "-c", STUBBORN_GROUP], stdout=subprocess.PIPE, start_new_session=True
+    )
+    assert leader.stdout is not None
+    child = int(leader.stdout.readline())
+    try:
+        stop_process_group(leader, timeout=2, grace=0.5)
+        assert leader.returncode is not None
+        deadline = time.monotonic() + 10  # the orphan is init's to reap
+        while (stat := _stat(child)) and stat[0] != "Z":
+            assert time.monotonic() < deadline, f"child {child} still running: {stat}"
+            time.sleep(0.1)
+    finally:
+        kill_sessions({leader.pid})
+        leader.wait()
+
+
 def test_up_serves_dags_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     home = tmp_path / "home"
@@ -94,8 +143,8 @@ def test_up_serves_dags_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         ),
     }
     env.pop("VIRTUAL_ENV", None)
-    airflow_home = str(home / "airflow")
     base = f"http://localhost:{port}"
+    sessions: set[int] = set()
 
     def log_tail() -> str:
         standalone = home / "airflow" / "standalone.log"
@@ -110,6 +159,8 @@ def test_up_serves_dags_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # as a CI job or `nohup up &` starts it: Ctrl-C must still stop it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )
     try:
         deadline = time.monotonic() + 240
@@ -117,6 +168,8 @@ def test_up_serves_dags_and_stops_on_ctrl_c(tmp_path: Path) -> None:
             assert proc.poll() is None, f"up exited with {proc.returncode}\n{log_tail()}"
             assert time.monotonic() < deadline, f"Airflow not up within 240 s\n{log_tail()}"
             time.sleep(1)
+        sessions = airflow_sessions(proc.pid)
+        assert sessions, "up started no process of its own"
         text = output.read_text(errors="replace")
         assert f"Airflow is up: {base}" in text
         login = re.search(r"login\s+(\S+) / (\S+)", text)
@@ -158,14 +211,9 @@ def test_up_serves_dags_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         assert code == 0, log_tail()
         assert "stopped" in output.read_text(errors="replace")
         assert not port_open(port)
-        deadline = time.monotonic() + 10
-        while left := processes_with_env("AIRFLOW_HOME", airflow_home):
-            assert time.monotonic() < deadline, f"Airflow processes left running: {left}"
-            time.sleep(0.5)
+        assert session_members(sessions) == [], "Airflow processes left running"
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-        for pid in processes_with_env("AIRFLOW_HOME", airflow_home):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        kill_sessions(sessions)
