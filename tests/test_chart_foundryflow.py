@@ -1,11 +1,12 @@
 """The foundryflow chart: the platform's own pieces next to the official Airflow chart and Argo.
 
 Rendered as ``tests/test_charts.py`` renders every chart that ships custom resources
-(``render_with_custom_resources``): Helm's Go engine from helm-python-sdk and the chart's
-values.schema.json, core objects validated strictly by kubernetes-validate for Kubernetes 1.30,
-Argo documents by the official Argo Workflows schema and ``argo_lint``, the PrometheusRule by a
-closed schema with every expression parsed by promql-parser. The conventions every chart keeps
-(labels, restricted pods, a closed schema, names for long releases) are tested there too.
+(``render_release`` with ``check_with_custom_resources``): Helm's Go engine from
+helm-python-sdk and the chart's values.schema.json, core objects validated strictly by
+kubernetes-validate for Kubernetes 1.30, Argo documents by the official Argo Workflows schema
+and ``argo_lint``, the PrometheusRule by a closed schema with every expression parsed by
+promql-parser. The conventions every chart keeps (labels, restricted pods, a closed schema,
+names for long releases) are tested there too.
 
 Also here: the values for the official Airflow chart (``airflow-values.yaml``) and the
 repository's ``Dockerfile``, which cannot be built on this machine, so only its text is checked.

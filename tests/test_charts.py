@@ -14,7 +14,7 @@ no schema for, renders the same way with those resources checked by their own sc
 from __future__ import annotations
 
 import re
-from collections.abc import Hashable, Iterator
+from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -31,14 +31,12 @@ from foundryflow.cluster.base import (
     ManifestValidationError,
     ReleaseSpec,
     ValuesValidationError,
-    endpoints_from_manifests,
 )
 from foundryflow.cluster.render import (
     KUBERNETES_VERSION,
     RenderedRelease,
     render_release,
     validate_manifest,
-    validate_values,
 )
 from foundryflow.compile.argo_lint import check_documents, load_schema
 
@@ -58,9 +56,9 @@ REQUIRED_VALUES: dict[str, dict[str, Any]] = {
 CUSTOM_RESOURCE_CHARTS = frozenset({"foundryflow"})
 """Charts that ship custom resources: Argo WorkflowTemplates/CronWorkflows, the Prometheus
 operator's PrometheusRule/ServiceMonitor. kubernetes-validate has no schema for those, so
-``render_release`` refuses them; these charts render through ``render_with_custom_resources``,
-which validates their core objects exactly as ``render_release`` does and each custom resource
-against its own schema (``custom_resource_problems``)."""
+``render_release`` refuses them; these charts render through it with
+``check_with_custom_resources``, which validates their core objects as it does and each custom
+resource against its own schema (``custom_resource_problems``)."""
 RUN_TO_COMPLETION_KINDS = frozenset({"Job", "CronJob"})
 """Workloads whose pods run to completion (the foundryflow chart's migration hook): readiness
 and liveness do not apply to them."""
@@ -103,57 +101,18 @@ def render(
     """Render a release of a chart under ``charts/`` exactly as the local backend does."""
     values = {**REQUIRED_VALUES.get(chart, {}), **(values or {})}
     spec = ReleaseSpec(name=name, namespace=namespace, chart=chart, values=values)
-    if chart in CUSTOM_RESOURCE_CHARTS:
-        return render_with_custom_resources(spec)
-    return render_release(spec)
+    check = check_with_custom_resources if chart in CUSTOM_RESOURCE_CHARTS else None
+    return render_release(spec, check=check)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """A YAML loader refusing duplicate keys, which PyYAML silently resolves to the last one
-    (and Kubernetes' strict decoding rejects)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
-        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
-        duplicates = sorted({str(k) for k in keys if keys.count(k) > 1})
-        if duplicates:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate keys {duplicates}", node.start_mark
-            )
-        return super().construct_mapping(node, deep=deep)
-
-
-def render_with_custom_resources(spec: ReleaseSpec) -> RenderedRelease:
-    """``render_release`` for a chart of ``CUSTOM_RESOURCE_CHARTS``: the same Helm engine and
-    values check, every core object validated strictly by kubernetes-validate, every custom
-    resource by ``custom_resource_problems``; duplicate YAML keys are errors."""
-    with helm.Chart.load(spec.chart_path) as chart:
-        validate_values(chart.schema, chart.merge_values(spec.values), spec.chart)
-        rendered = chart.render(
-            spec.values, name=spec.name, namespace=spec.namespace, is_install=True
-        )
-    manifests: list[dict[str, Any]] = []
-    notes = ""
-    for source, text in sorted(rendered.items()):
-        if source.endswith("NOTES.txt"):
-            notes = text
-            continue
-        for doc in yaml.load_all(text, Loader=_UniqueKeyLoader):
-            if doc is None:
-                continue
-            if not isinstance(doc, dict):
-                raise ManifestValidationError(f"{source}: a document that is not an object")
-            problems = custom_resource_problems(doc)
-            if problems is None:
-                validate_manifest(doc, source)
-            elif problems:
-                raise ManifestValidationError(f"{source}: " + "; ".join(problems))
-            manifests.append(doc)
-    return RenderedRelease(
-        manifests=manifests,
-        services=[m for m in manifests if m["apiVersion"] == "v1" and m["kind"] == "Service"],
-        endpoints=endpoints_from_manifests(manifests, release=spec.name, namespace=spec.namespace),
-        notes=notes,
-    )
+def check_with_custom_resources(manifest: dict[str, Any], source: str) -> None:
+    """The check of a chart in ``CUSTOM_RESOURCE_CHARTS``: core objects as ``render_release``
+    checks them, each custom resource against its own schema (``custom_resource_problems``)."""
+    problems = custom_resource_problems(manifest)
+    if problems is None:
+        validate_manifest(manifest, source)
+    elif problems:
+        raise ManifestValidationError(f"{source}: " + "; ".join(problems))
 
 
 PROMETHEUS_OPERATOR_SCHEMAS: dict[str, dict[str, Any]] = yaml.safe_load(

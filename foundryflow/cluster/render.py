@@ -13,6 +13,7 @@ backend and tests) imports it; the helm backend never does.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import helm_python as helm
@@ -103,15 +104,44 @@ def validate_manifest(
         raise ManifestValidationError(f"{source}: {kind}/{name}: {exc.message}") from exc
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader refusing duplicate keys, which PyYAML silently resolves to the last one
+    (and Kubernetes' strict decoding rejects)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Hashable, Any]:
+        keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+        duplicates = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if duplicates:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate keys {duplicates}", node.start_mark
+            )
+        return super().construct_mapping(node, deep=deep)
+
+
+ManifestCheck = Callable[[dict[str, Any], str], None]
+"""Checks one rendered object (given the template file it came from); raises
+:class:`ManifestValidationError`."""
+
+
 def render_release(
-    spec: ReleaseSpec, *, kubernetes_version: str = KUBERNETES_VERSION
+    spec: ReleaseSpec,
+    *,
+    kubernetes_version: str = KUBERNETES_VERSION,
+    check: ManifestCheck | None = None,
 ) -> RenderedRelease:
     """Render a local chart as ``helm upgrade --install`` of ``spec`` would, validated.
 
     Raises :class:`ValuesValidationError` for values the schema refuses,
-    :class:`ManifestValidationError` for an invalid object, and :class:`ChartReferenceError`
-    for a remote chart (only charts under ``charts/`` render offline).
+    :class:`ManifestValidationError` for an invalid object (or duplicate keys), and
+    :class:`ChartReferenceError` for a remote chart (only charts under ``charts/`` render
+    offline). ``check`` replaces :func:`validate_manifest` for each object: a chart that
+    ships custom resources, which kubernetes-validate has no schema for, needs its own.
     """
+    if check is None:
+
+        def check(manifest: dict[str, Any], source: str) -> None:
+            validate_manifest(manifest, source, kubernetes_version)
+
     try:
         with helm.Chart.load(spec.chart_path) as chart:
             validate_values(chart.schema, chart.merge_values(spec.values), spec.chart)
@@ -130,13 +160,15 @@ def render_release(
             notes = text
             continue
         try:
-            documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+            documents = [
+                doc for doc in yaml.load_all(text, Loader=_UniqueKeyLoader) if doc is not None
+            ]
         except yaml.YAMLError as exc:
             raise ManifestValidationError(f"{source} is not YAML: {exc}") from exc
         for doc in documents:
             if not isinstance(doc, dict):
                 raise ManifestValidationError(f"{source}: a document that is not an object")
-            validate_manifest(doc, source, kubernetes_version)
+            check(doc, source)
             manifests.append(doc)
 
     return RenderedRelease(
