@@ -102,8 +102,8 @@ child.stdout.readline()  # its handlers are set
 print(child.pid, flush=True)
 time.sleep(600)
 """
-"""A group leader that dies on SIGINT and leaves a child that ignores SIGINT and SIGTERM,
-as standalone left the api-server behind."""
+"""A group leader that dies on SIGINT and leaves a child that ignores SIGINT and SIGTERM: a
+component whose parent has gone, still in the group."""
 
 
 def test_stopping_the_airflow_group_leaves_nothing_behind() -> None:
@@ -124,6 +124,7 @@ def test_stopping_the_airflow_group_leaves_nothing_behind() -> None:
         leader.wait()
 
 
+@pytest.mark.airflow
 def test_up_serves_dags_and_stops_on_ctrl_c(tmp_path: Path) -> None:
     port = free_port()
     home = tmp_path / "home"
